@@ -1,0 +1,69 @@
+import Router from '@koa/router';
+import Koa from 'koa';
+import type { Client } from '@temporalio/client';
+import type { Sequelize } from 'sequelize';
+import type { Config } from '../lib/config';
+import type { Logger } from '../lib/logger';
+import type { Mailer } from '../lib/mailer';
+import { docsRouter } from './docs';
+import { jsonBody } from './middleware/body';
+import { auditEveryChange, bearerAuth, requestContext } from './middleware/context';
+import { problemJson } from './middleware/errors';
+import { securityHeaders } from './middleware/security';
+import { buildOpenApi } from './openapi';
+import type { ApiRouter } from './route';
+import { apiTokensRouter } from './routes/api-tokens';
+import { auditLogsRouter } from './routes/audit-logs';
+import { authRouter } from './routes/auth';
+import { healthRouter } from './routes/health';
+import { invitationsRouter } from './routes/invitations';
+import { membersRouter } from './routes/members';
+import { projectsRouter } from './routes/projects';
+import type { AppState } from './state';
+
+export interface AppDeps {
+  config: Config;
+  sequelize: Sequelize;
+  temporal: Client;
+  logger: Logger;
+  mailer: Mailer;
+}
+
+export const API_PREFIX = '/api/v1';
+
+/** The Koa application; `server.ts` only listens, tests drive it in-process. */
+export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<string, unknown>; routers: ApiRouter[] } {
+  const { config } = deps;
+  const routers: ApiRouter[] = [
+    healthRouter(deps),
+    authRouter(deps),
+    invitationsRouter(deps),
+    membersRouter(deps),
+    projectsRouter(deps),
+    apiTokensRouter(deps),
+    auditLogsRouter(deps),
+  ];
+  const openapi = buildOpenApi(
+    routers.flatMap((r) => r.specs.map((s) => ({ ...s, path: API_PREFIX + s.path }))),
+    { version: '1.0.0', serverUrl: config.PUBLIC_URL },
+  );
+
+  const api = new Router<AppState>({ prefix: API_PREFIX });
+  for (const r of routers) api.use(r.router.routes(), r.router.allowedMethods());
+  api.get('/openapi.json', (ctx) => {
+    ctx.body = openapi;
+  });
+
+  const app = new Koa<AppState>({ proxy: config.TRUST_PROXY });
+  app.silent = true; // errors are logged once, by the problem middleware
+  app.use(requestContext(deps.logger));
+  app.use(problemJson);
+  app.use(securityHeaders({ corsOrigins: config.CORS_ORIGINS, production: config.NODE_ENV === 'production' }));
+  app.use(auditEveryChange);
+  app.use(bearerAuth(config));
+  app.use(jsonBody(config.BODY_LIMIT_BYTES));
+  app.use(docsRouter().routes());
+  app.use(api.routes());
+  app.use(api.allowedMethods());
+  return Object.assign(app, { openapi, routers });
+}

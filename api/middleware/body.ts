@@ -1,0 +1,32 @@
+import type { Context, Next } from 'koa';
+import getRawBody from 'raw-body';
+import { AppError } from '../../lib/errors';
+
+const hasBody = (ctx: Context) => ctx.request.length > 0 || ctx.get('transfer-encoding') !== '';
+
+/**
+ * JSON bodies only, with a size limit counted while reading (Content-Length can lie).
+ * Each failure has its own problem type: 415 wrong type, 413 too large, 400 malformed.
+ */
+export function jsonBody(limit: number) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method) || !hasBody(ctx)) return next();
+    if (!ctx.is('application/json', '+json')) {
+      throw new AppError(415, 'unsupported-media-type', 'Send the body as application/json.');
+    }
+    let raw: string;
+    try {
+      raw = await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined, encoding: 'utf8' });
+    } catch (err) {
+      const type = (err as { type?: string }).type;
+      if (type === 'entity.too.large') throw new AppError(413, 'payload-too-large', `The body exceeds ${limit} bytes.`, { limit });
+      throw new AppError(400, 'malformed-json', 'The request body could not be read.');
+    }
+    try {
+      ctx.request.body = raw.trim() === '' ? undefined : (JSON.parse(raw) as unknown);
+    } catch (err) {
+      throw new AppError(400, 'malformed-json', `The body is not valid JSON: ${(err as Error).message}`);
+    }
+    await next();
+  };
+}

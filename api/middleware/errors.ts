@@ -1,0 +1,50 @@
+import type { Context, Next } from 'koa';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { AppError } from '../../lib/errors';
+import { problemTypes } from '../problems';
+
+/** problem+json body for an error; unexpected errors reveal nothing but the request id. */
+function toProblem(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof WorkflowNotFoundError) return new AppError(404, 'not-found', 'The job\'s workflow was not found.');
+  if (err instanceof WorkflowExecutionAlreadyStartedError) return new AppError(409, 'conflict', 'This job is already running.');
+  if (err instanceof WorkflowUpdateFailedError) return new AppError(409, 'conflict', err.cause?.message ?? 'The workflow refused the update.');
+  const status = (err as { status?: unknown; expose?: unknown }).status;
+  // http-errors raised by Koa itself (e.g. a malformed URI) are safe to show.
+  if (typeof status === 'number' && status >= 400 && status < 500 && (err as { expose?: boolean }).expose) {
+    return new AppError(status, status === 404 ? 'route-not-found' : 'validation-error', (err as Error).message);
+  }
+  return new AppError(500, 'internal-error', 'An unexpected error occurred.');
+}
+
+export function renderProblem(ctx: Context, err: AppError): void {
+  const known = problemTypes[err.slug];
+  ctx.status = err.status;
+  ctx.set(err.headers);
+  ctx.type = 'application/problem+json';
+  ctx.body = {
+    type: `/problems/${err.slug}`,
+    title: known?.title ?? err.slug,
+    status: err.status,
+    detail: err.message,
+    instance: ctx.path,
+    requestId: ctx.state.requestId as string,
+    ...err.extra,
+  };
+}
+
+/** The one place errors become responses. */
+export async function problemJson(ctx: Context, next: Next): Promise<void> {
+  try {
+    await next();
+    // The routers leave unmatched paths as a bare 404 and wrong methods as a bare 405.
+    if (ctx.status === 404 && ctx.body == null) throw new AppError(404, 'route-not-found', `No route for ${ctx.path}.`);
+    if (ctx.status === 405 && ctx.body == null) {
+      throw new AppError(405, 'method-not-allowed', `${ctx.method} is not allowed here.`, {}, { Allow: ctx.response.get('Allow') });
+    }
+  } catch (err) {
+    const problem = toProblem(err);
+    if (problem.status >= 500) ctx.state.log.error({ err }, 'request failed');
+    renderProblem(ctx, problem);
+  }
+}

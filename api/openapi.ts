@@ -1,0 +1,82 @@
+import { z, type ZodType } from 'zod';
+import type { AnyRouteSpec } from './route';
+import { problemTypes } from './problems';
+
+type JsonSchema = Record<string, unknown>;
+
+function schemaOf(schema: ZodType, io: 'input' | 'output'): JsonSchema {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' });
+  return rest;
+}
+
+const problemSchema: JsonSchema = {
+  type: 'object',
+  required: ['type', 'title', 'status', 'detail'],
+  properties: {
+    type: { type: 'string', enum: Object.keys(problemTypes).map((slug) => `/problems/${slug}`) },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+    requestId: { type: 'string' },
+    errors: { type: 'array', items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+  },
+};
+
+/** Query and path schemas become one parameter per property. */
+function parameters(schema: ZodType | undefined, where: 'query' | 'path'): JsonSchema[] {
+  if (!schema) return [];
+  const json = schemaOf(schema, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
+  return Object.entries(json.properties ?? {}).map(([name, s]) => ({
+    name,
+    in: where,
+    required: where === 'path' || (json.required ?? []).includes(name),
+    schema: s,
+  }));
+}
+
+/** The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. */
+export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: string; serverUrl: string }): JsonSchema {
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  for (const spec of specs) {
+    const path = spec.path.replace(/:(\w+)/g, '{$1}');
+    const responses: Record<string, JsonSchema> = {};
+    for (const [status, r] of Object.entries(spec.responses)) {
+      responses[status] = {
+        description: r.description,
+        ...(r.schema ? { content: { 'application/json': { schema: schemaOf(r.schema, 'output') } } } : {}),
+      };
+    }
+    responses.default = { description: 'An error', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+    (paths[path] ??= {})[spec.method] = {
+      operationId: spec.operationId,
+      summary: spec.summary,
+      tags: [spec.tag],
+      ...(spec.access === 'public' ? { security: [] } : { 'x-required-permission': spec.access }),
+      parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query')],
+      ...(spec.body
+        ? { requestBody: { required: true, content: { 'application/json': { schema: schemaOf(spec.body, 'input') } } } }
+        : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'AuditFlow API',
+      version: info.version,
+      description:
+        'Errors are `application/problem+json`; each `type` is documented below and served at `/problems/<slug>`.\n\n' +
+        Object.entries(problemTypes)
+          .map(([slug, p]) => `- \`/problems/${slug}\` — **${p.title}**: ${p.description}`)
+          .join('\n'),
+    },
+    servers: [{ url: info.serverUrl }],
+    security: [{ bearer: [] }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An access JWT or an API token (`af_…`).' } },
+      schemas: { Problem: problemSchema },
+    },
+    paths,
+  };
+}

@@ -1,0 +1,23 @@
+/**
+ * Every problem type the API answers with. `type` in a problem+json body is `/problems/<slug>`,
+ * and `GET /problems/<slug>` serves this description.
+ */
+export const problemTypes: Record<string, { title: string; description: string }> = {
+  'validation-error': { title: 'Validation failed', description: 'The request body, query or path did not match the schema; `errors` lists each field and what is wrong with it.' },
+  'malformed-json': { title: 'Malformed JSON', description: 'The request body is not valid JSON.' },
+  'unsupported-media-type': { title: 'Unsupported media type', description: 'This route accepts only `application/json` bodies.' },
+  'payload-too-large': { title: 'Payload too large', description: 'The request body exceeds the configured size limit (`limit`, in bytes).' },
+  unauthorized: { title: 'Unauthorized', description: 'No valid credentials: the bearer token is missing, malformed, expired, revoked, or for a removed member.' },
+  'invalid-credentials': { title: 'Invalid credentials', description: 'The email and password do not match an account.' },
+  forbidden: { title: 'Forbidden', description: 'The caller is authenticated but its role does not grant this action.' },
+  'not-found': { title: 'Not found', description: 'No such resource in your tenant (resources of other tenants are reported as not found).' },
+  'route-not-found': { title: 'Route not found', description: 'No route matches this path.' },
+  'method-not-allowed': { title: 'Method not allowed', description: 'The route exists but does not accept this HTTP method; `Allow` lists the ones it does.' },
+  conflict: { title: 'Conflict', description: 'The request conflicts with the current state (a duplicate name, the last admin leaving, an already used token).' },
+  'registration-closed': { title: 'Registration closed', description: 'Open registration is disabled on this installation; ask an admin for an invitation.' },
+  'weak-password': { title: 'Weak password', description: 'The password is too easy to guess; `feedback` says why.' },
+  'invalid-token': { title: 'Invalid or expired token', description: 'The emailed token (invitation, verification, password reset) is unknown, used or expired.' },
+  'too-many-requests': { title: 'Too many requests', description: 'Too many failed attempts; retry after `Retry-After` seconds.' },
+  'service-unavailable': { title: 'Service unavailable', description: 'A dependency (database, Temporal) is not reachable.' },
+  'internal-error': { title: 'Internal error', description: 'An unexpected error; the request id identifies it in the server logs.' },
+};

@@ -1,0 +1,87 @@
+import Router, { type RouterContext } from '@koa/router';
+import { z, type ZodType } from 'zod';
+import { ForbiddenError, UnauthorizedError, ValidationError } from '../lib/errors';
+import { can, type Permission } from '../services/permissions';
+import type { Principal } from '../services/principal';
+import type { AppState } from './state';
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
+
+export interface ResponseSpec {
+  description: string;
+  schema?: ZodType;
+}
+
+/** What a route declares: the OpenAPI document and the request validation both come from it. */
+type Access = 'public' | 'authenticated' | Permission;
+
+export interface RouteSpec<B extends ZodType | undefined, Q extends ZodType | undefined, P extends ZodType | undefined, A extends Access = Access> {
+  method: HttpMethod;
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  /** `public` routes need no token; any other value is the permission the caller's role must hold. */
+  access: A;
+  body?: B;
+  query?: Q;
+  params?: P;
+  responses: Record<number, ResponseSpec>;
+}
+
+export type AnyRouteSpec = RouteSpec<ZodType | undefined, ZodType | undefined, ZodType | undefined>;
+type Parsed<T> = T extends ZodType ? z.output<T> : undefined;
+export type Ctx = RouterContext<AppState>;
+
+/** One router per resource: routes are declared with their schemas and access, handlers stay thin. */
+export class ApiRouter {
+  readonly router = new Router<AppState>();
+  readonly specs: AnyRouteSpec[] = [];
+
+  add<
+    A extends Access,
+    B extends ZodType | undefined = undefined,
+    Q extends ZodType | undefined = undefined,
+    P extends ZodType | undefined = undefined,
+  >(
+    spec: RouteSpec<B, Q, P, A>,
+    handler: (
+      ctx: Ctx,
+      input: { body: Parsed<B>; query: Parsed<Q>; params: Parsed<P>; auth: A extends 'public' ? Principal | undefined : Principal },
+    ) => Promise<void>,
+  ): this {
+    this.specs.push(spec as AnyRouteSpec);
+    this.router[spec.method](spec.path, async (ctx) => {
+      const auth = authorize(ctx, spec.access);
+      const input = {
+        auth: auth as A extends 'public' ? Principal | undefined : Principal,
+        params: parse(spec.params, ctx.params, 'path') as Parsed<P>,
+        query: parse(spec.query, ctx.query, 'query') as Parsed<Q>,
+        body: parse(spec.body, ctx.request.body, 'body') as Parsed<B>,
+      };
+      await handler(ctx, input);
+    });
+    return this;
+  }
+}
+
+function authorize(ctx: Ctx, access: Access): Principal | undefined {
+  const auth = ctx.state.auth;
+  if (access === 'public') return auth;
+  if (!auth) throw new UnauthorizedError();
+  if (access !== 'authenticated' && !can(auth.role, access)) {
+    ctx.state.denied = access;
+    throw new ForbiddenError(`Your role (${auth.role}) does not allow ${access}.`);
+  }
+  return auth;
+}
+
+function parse(schema: ZodType | undefined, value: unknown, where: 'path' | 'query' | 'body'): unknown {
+  if (!schema) return undefined;
+  const result = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
+  if (result.success) return result.data;
+  throw new ValidationError(
+    `Invalid request ${where}.`,
+    result.error.issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message })),
+  );
+}

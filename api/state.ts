@@ -1,0 +1,13 @@
+import type { Logger } from '../lib/logger';
+import type { AuditScope } from '../services/audit';
+import type { Permission } from '../services/permissions';
+import type { Principal } from '../services/principal';
+
+export interface AppState {
+  requestId: string;
+  log: Logger;
+  audit: AuditScope;
+  auth?: Principal;
+  /** Set when authorization refused a permission, so the denial is audited. */
+  denied?: Permission;
+}

@@ -1,0 +1,245 @@
+import {
+  DataTypes,
+  Model,
+  type CreationOptional,
+  type ForeignKey,
+  type InferAttributes,
+  type InferCreationAttributes,
+  type NonAttribute,
+  type Sequelize,
+} from 'sequelize';
+
+export const roles = ['admin', 'approver', 'member', 'viewer'] as const;
+export type Role = (typeof roles)[number];
+
+const id = { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 };
+const role = { type: DataTypes.STRING, allowNull: false, validate: { isIn: [roles as unknown as string[]] } };
+
+export class Tenant extends Model<InferAttributes<Tenant>, InferCreationAttributes<Tenant>> {
+  declare id: CreationOptional<string>;
+  declare name: string;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export class User extends Model<InferAttributes<User>, InferCreationAttributes<User>> {
+  declare id: CreationOptional<string>;
+  declare email: string;
+  declare name: string;
+  declare passwordHash: string;
+  declare tokenEpoch: CreationOptional<number>;
+  declare failedLoginCount: CreationOptional<number>;
+  declare lockedUntil: CreationOptional<Date | null>;
+  declare emailVerifiedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export class Membership extends Model<InferAttributes<Membership>, InferCreationAttributes<Membership>> {
+  declare id: CreationOptional<string>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare userId: ForeignKey<User['id']>;
+  declare role: Role;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+  declare user?: NonAttribute<User>;
+  declare tenant?: NonAttribute<Tenant>;
+}
+
+export class ApiToken extends Model<InferAttributes<ApiToken>, InferCreationAttributes<ApiToken>> {
+  declare id: CreationOptional<string>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare name: string;
+  declare prefix: string;
+  declare tokenHash: string;
+  declare role: Role;
+  declare createdBy: string | null;
+  declare expiresAt: Date | null;
+  declare lastUsedAt: CreationOptional<Date | null>;
+  declare revokedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export class RefreshToken extends Model<InferAttributes<RefreshToken>, InferCreationAttributes<RefreshToken>> {
+  declare id: CreationOptional<string>;
+  declare userId: ForeignKey<User['id']>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare familyId: string;
+  declare tokenHash: string;
+  declare expiresAt: Date;
+  declare usedAt: CreationOptional<Date | null>;
+  declare revokedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+}
+
+export class Invitation extends Model<InferAttributes<Invitation>, InferCreationAttributes<Invitation>> {
+  declare id: CreationOptional<string>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare email: string;
+  declare role: Role;
+  declare tokenHash: string;
+  declare invitedBy: string | null;
+  declare expiresAt: Date;
+  declare acceptedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export class PasswordReset extends Model<InferAttributes<PasswordReset>, InferCreationAttributes<PasswordReset>> {
+  declare id: CreationOptional<string>;
+  declare userId: ForeignKey<User['id']>;
+  declare tokenHash: string;
+  declare expiresAt: Date;
+  declare usedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+}
+
+export class Project extends Model<InferAttributes<Project>, InferCreationAttributes<Project>> {
+  declare id: CreationOptional<string>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare name: string;
+  declare description: CreationOptional<string>;
+  declare settings: CreationOptional<Record<string, unknown>>;
+  declare createdBy: string | null;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export type AuditOutcome = 'success' | 'failure' | 'denied';
+export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
+
+export class AuditLog extends Model<InferAttributes<AuditLog>, InferCreationAttributes<AuditLog>> {
+  declare id: CreationOptional<string>; // bigint, returned as a string by pg
+  declare tenantId: string | null;
+  declare actorType: ActorType;
+  declare actorId: string | null;
+  declare action: string;
+  declare resourceType: string | null;
+  declare resourceId: string | null;
+  declare outcome: AuditOutcome;
+  declare requestId: string | null;
+  declare ip: string | null;
+  declare userAgent: string | null;
+  declare details: CreationOptional<Record<string, unknown>>;
+  declare createdAt: CreationOptional<Date>;
+}
+
+/** Binds the model classes to a Sequelize instance; the tables come from migrations, never sync(). */
+export function initModels(sequelize: Sequelize): void {
+  const common = { sequelize, underscored: true };
+  Tenant.init(
+    { id, name: { type: DataTypes.TEXT, allowNull: false }, createdAt: DataTypes.DATE, updatedAt: DataTypes.DATE },
+    { ...common, tableName: 'tenants' },
+  );
+  User.init(
+    {
+      id,
+      email: { type: DataTypes.TEXT, allowNull: false },
+      name: { type: DataTypes.TEXT, allowNull: false },
+      passwordHash: { type: DataTypes.TEXT, allowNull: false },
+      tokenEpoch: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+      failedLoginCount: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+      lockedUntil: DataTypes.DATE,
+      emailVerifiedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'users' },
+  );
+  Membership.init(
+    { id, role, createdAt: DataTypes.DATE, updatedAt: DataTypes.DATE },
+    { ...common, tableName: 'memberships' },
+  );
+  ApiToken.init(
+    {
+      id,
+      name: { type: DataTypes.TEXT, allowNull: false },
+      prefix: { type: DataTypes.TEXT, allowNull: false },
+      tokenHash: { type: DataTypes.TEXT, allowNull: false },
+      role,
+      createdBy: DataTypes.UUID,
+      expiresAt: DataTypes.DATE,
+      lastUsedAt: DataTypes.DATE,
+      revokedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'api_tokens' },
+  );
+  RefreshToken.init(
+    {
+      id,
+      familyId: { type: DataTypes.UUID, allowNull: false },
+      tokenHash: { type: DataTypes.TEXT, allowNull: false },
+      expiresAt: { type: DataTypes.DATE, allowNull: false },
+      usedAt: DataTypes.DATE,
+      revokedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'refresh_tokens', updatedAt: false },
+  );
+  Invitation.init(
+    {
+      id,
+      email: { type: DataTypes.TEXT, allowNull: false },
+      role,
+      tokenHash: { type: DataTypes.TEXT, allowNull: false },
+      invitedBy: DataTypes.UUID,
+      expiresAt: { type: DataTypes.DATE, allowNull: false },
+      acceptedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'invitations' },
+  );
+  PasswordReset.init(
+    {
+      id,
+      tokenHash: { type: DataTypes.TEXT, allowNull: false },
+      expiresAt: { type: DataTypes.DATE, allowNull: false },
+      usedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'password_resets', updatedAt: false },
+  );
+  Project.init(
+    {
+      id,
+      name: { type: DataTypes.TEXT, allowNull: false },
+      description: { type: DataTypes.TEXT, allowNull: false, defaultValue: '' },
+      settings: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      createdBy: DataTypes.UUID,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'projects' },
+  );
+  AuditLog.init(
+    {
+      id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
+      tenantId: DataTypes.UUID,
+      actorType: { type: DataTypes.TEXT, allowNull: false },
+      actorId: DataTypes.TEXT,
+      action: { type: DataTypes.TEXT, allowNull: false },
+      resourceType: DataTypes.TEXT,
+      resourceId: DataTypes.TEXT,
+      outcome: { type: DataTypes.TEXT, allowNull: false },
+      requestId: DataTypes.TEXT,
+      ip: DataTypes.TEXT,
+      userAgent: DataTypes.TEXT,
+      details: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'audit_logs', updatedAt: false },
+  );
+
+  Membership.belongsTo(User, { foreignKey: 'userId', as: 'user' });
+  Membership.belongsTo(Tenant, { foreignKey: 'tenantId', as: 'tenant' });
+  ApiToken.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  RefreshToken.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  Invitation.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  Project.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  RefreshToken.belongsTo(User, { foreignKey: 'userId' });
+  PasswordReset.belongsTo(User, { foreignKey: 'userId' });
+}

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every environment variable the platform reads, in one schema. Start-up fails with a message
+ * naming each bad variable; the README's table and docker-compose.yml are checked against
+ * `configVariables` by a test, so docs and deployment files cannot drift from this list.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+
+export const configSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+    AUDITFLOW_DATA_DIR: z.string().min(1).default('.data'),
+    API_HOST: z.string().min(1).default('0.0.0.0'),
+    API_PORT: int(0, 65535).default(3000),
+    PUBLIC_URL: z.url().default('http://localhost:3000'),
+    TRUST_PROXY: bool.default(false),
+    CORS_ORIGINS: list.default([]),
+    BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_PRETTY: bool.optional(),
+
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+    DATABASE_POOL_MAX: int(1, 200).default(10),
+
+    TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
+    TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+    TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+    TEMPORAL_TASK_QUEUE: z.string().min(1).default('auditflow'),
+    TEMPORAL_LLM_TASK_QUEUE: z.string().min(1).default('auditflow-llm'),
+
+    JWT_SECRET: z.string().optional(),
+    JWT_ISSUER: z.string().min(1).default('auditflow'),
+    JWT_AUDIENCE: z.string().min(1).default('auditflow-api'),
+    ACCESS_TOKEN_TTL_SECONDS: int(60, 3600).default(900),
+    REFRESH_TOKEN_TTL_DAYS: int(1, 365).default(30),
+
+    BCRYPT_COST: int(4, 15).default(12),
+    REGISTRATION_OPEN: bool.default(true),
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: int(1, 1000).default(5),
+    LOGIN_MAX_FAILURES_PER_IP: int(1, 100000).default(50),
+    LOGIN_LOCKOUT_SECONDS: int(1, 86400).default(900),
+    INVITATION_TTL_HOURS: int(1, 24 * 30).default(72),
+
+    SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+    MAIL_FROM: z.string().min(3).default('AuditFlow <no-reply@auditflow.local>'),
+
+    AUDIT_RETENTION_DAYS: int(1, 36500).default(365),
+  })
+  .superRefine((c, issue) => {
+    const secret = c.JWT_SECRET;
+    if (secret === undefined) {
+      if (c.NODE_ENV === 'production') {
+        issue.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required in production' });
+      }
+    } else if (Buffer.byteLength(secret) < 32 || new Set(secret).size < 10) {
+      issue.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'must be at least 32 bytes of random data' });
+    }
+    if (c.NODE_ENV === 'production' && c.BCRYPT_COST < 12) {
+      issue.addIssue({ code: 'custom', path: ['BCRYPT_COST'], message: 'must be at least 12 in production' });
+    }
+  });
+
+export type Config = z.output<typeof configSchema> & { JWT_SECRET: string };
+
+/** The names of all variables the schema reads, for docs and deployment-file checks. */
+export const configVariables: readonly string[] = Object.keys(configSchema.shape);
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Reads the configuration from an environment. Outside production an unset JWT_SECRET is
+ * generated once and persisted under the data directory, so restarts keep sessions valid.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const values = Object.fromEntries(configVariables.map((name) => [name, env[name] === '' ? undefined : env[name]]));
+  const parsed = configSchema.safeParse(values);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`));
+  }
+  const c = parsed.data;
+  const secret = c.JWT_SECRET ?? persistentDevSecret(path.join(c.AUDITFLOW_DATA_DIR, 'jwt-secret'));
+  return { ...c, AUDITFLOW_DATA_DIR: path.resolve(c.AUDITFLOW_DATA_DIR), JWT_SECRET: secret };
+}
+
+/** Reads a secret file, creating it (mode 0600) with 48 random bytes when absent. */
+export function persistentDevSecret(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const secret = randomBytes(48).toString('base64url');
+    // 'wx' fails if another process created it first: then read theirs.
+    try {
+      writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+      return secret;
+    } catch {
+      return readFileSync(file, 'utf8').trim();
+    }
+  }
+}

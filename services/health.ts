@@ -1,0 +1,46 @@
+import type { Client } from '@temporalio/client';
+import type { Sequelize } from 'sequelize';
+
+export type CheckStatus = 'healthy' | 'unhealthy';
+export interface CheckResult {
+  status: CheckStatus;
+  latencyMs: number;
+  error?: string;
+}
+export interface Readiness {
+  status: 'healthy' | 'degraded' | 'unhealthy';
+  checks: Record<string, CheckResult>;
+}
+
+async function timed(probe: () => Promise<unknown>, timeoutMs: number): Promise<CheckResult> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probe(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { status: 'healthy', latencyMs: Math.round(performance.now() - started) };
+  } catch (err) {
+    return { status: 'unhealthy', latencyMs: Math.round(performance.now() - started), error: (err as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Readiness of what the API cannot work without. The database and Temporal are both critical:
+ * either failing makes the instance unhealthy (later checks, like the vector store, may only degrade it).
+ */
+export async function checkReadiness(deps: { sequelize: Sequelize; temporal: Client }, timeoutMs = 2000): Promise<Readiness> {
+  const critical = {
+    database: () => deps.sequelize.query('SELECT 1'),
+    temporal: () => deps.temporal.workflowService.getSystemInfo({}),
+  };
+  const entries = await Promise.all(Object.entries(critical).map(async ([name, probe]) => [name, await timed(probe, timeoutMs)] as const));
+  const checks = Object.fromEntries(entries);
+  const status = entries.every(([, r]) => r.status === 'healthy') ? 'healthy' : 'unhealthy';
+  return { status, checks };
+}

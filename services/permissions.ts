@@ -1,0 +1,28 @@
+import type { Role } from '../db';
+
+/**
+ * The permission matrix: every action a route can demand, and the roles that hold it.
+ * This is the only place that decides who may do what.
+ */
+export const permissionMatrix = {
+  'members:read': ['admin', 'approver', 'member', 'viewer'],
+  'members:manage': ['admin'],
+  'invitations:manage': ['admin'],
+  'projects:read': ['admin', 'approver', 'member', 'viewer'],
+  'projects:write': ['admin', 'member'],
+  'apiTokens:manage': ['admin', 'approver', 'member'],
+  'auditLogs:read': ['admin'],
+} as const satisfies Record<string, readonly Role[]>;
+
+export type Permission = keyof typeof permissionMatrix;
+
+export function can(role: Role, permission: Permission): boolean {
+  return (permissionMatrix[permission] as readonly Role[]).includes(role);
+}
+
+const rank: Record<Role, number> = { viewer: 0, member: 1, approver: 2, admin: 3 };
+
+/** Whether `role` grants no more than `ceiling` (an API token never outranks its creator). */
+export function roleWithin(role: Role, ceiling: Role): boolean {
+  return rank[role] <= rank[ceiling];
+}

@@ -1,0 +1,77 @@
+import { Op, UniqueConstraintError, type Sequelize } from 'sequelize';
+import { Project } from '../db';
+import { ConflictError, NotFoundError } from '../lib/errors';
+import type { AuditScope } from './audit';
+import { decodeCursor, encodeCursor, type Page } from './pagination';
+
+export interface ProjectInput {
+  name: string;
+  description?: string;
+  settings?: Record<string, unknown>;
+}
+
+/** The project's fields a client may set; anything else in a request is ignored by construction. */
+function writable(input: Partial<ProjectInput>): Partial<ProjectInput> {
+  const out: Partial<ProjectInput> = {};
+  if (input.name !== undefined) out.name = input.name;
+  if (input.description !== undefined) out.description = input.description;
+  if (input.settings !== undefined) out.settings = input.settings;
+  return out;
+}
+
+async function uniqueName<T>(work: () => Promise<T>, name: string | undefined): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof UniqueConstraintError) throw new ConflictError(`A project named "${name}" already exists.`);
+    throw err;
+  }
+}
+
+export async function createProject(sequelize: Sequelize, audit: AuditScope, tenantId: string, createdBy: string | null, input: ProjectInput): Promise<Project> {
+  return uniqueName(
+    () =>
+      sequelize.transaction(async (transaction) => {
+        const project = await Project.create({ ...writable(input), name: input.name, tenantId, createdBy }, { transaction });
+        await audit.record({ action: 'project.create', resourceType: 'project', resourceId: project.id, details: { name: project.name } }, transaction);
+        return project;
+      }),
+    input.name,
+  );
+}
+
+export async function getProject(tenantId: string, id: string): Promise<Project> {
+  const project = await Project.findOne({ where: { id, tenantId } });
+  if (!project) throw new NotFoundError('Project');
+  return project;
+}
+
+export async function updateProject(sequelize: Sequelize, audit: AuditScope, tenantId: string, id: string, input: Partial<ProjectInput>): Promise<Project> {
+  const changes = writable(input);
+  return uniqueName(
+    () =>
+      sequelize.transaction(async (transaction) => {
+        const project = await Project.findOne({ where: { id, tenantId }, transaction, lock: transaction.LOCK.UPDATE });
+        if (!project) throw new NotFoundError('Project');
+        await project.update(changes, { transaction });
+        await audit.record({ action: 'project.update', resourceType: 'project', resourceId: id, details: { fields: Object.keys(changes) } }, transaction);
+        return project;
+      }),
+    changes.name,
+  );
+}
+
+/** A tenant's projects, oldest first, keyset-paginated on (created_at, id). */
+export async function listProjects(tenantId: string, opts: { limit: number; cursor?: string }): Promise<Page<Project>> {
+  const after = decodeCursor(opts.cursor);
+  const where = after?.createdAt
+    ? {
+        tenantId,
+        [Op.or]: [{ createdAt: { [Op.gt]: new Date(after.createdAt) } }, { createdAt: new Date(after.createdAt), id: { [Op.gt]: after.id } }],
+      }
+    : { tenantId };
+  const rows = await Project.findAll({ where, order: [['createdAt', 'ASC'], ['id', 'ASC']], limit: opts.limit + 1 });
+  const items = rows.slice(0, opts.limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > opts.limit && last ? encodeCursor({ id: last.id, createdAt: last.createdAt.toISOString() }) : null };
+}

@@ -1,0 +1,50 @@
+import os from 'node:os';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities, createLlmActivities } from '../activities';
+import { createDatabase } from '../db';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/logger';
+import { connectTemporal } from '../lib/temporal';
+import { ensureAuditRetentionSchedule } from './schedules';
+
+/** Runs the workers of both task queues until SIGINT/SIGTERM, then drains and exits. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.LOG_LEVEL, pretty: config.LOG_PRETTY ?? config.NODE_ENV === 'development', name: 'worker' });
+  const sequelize = createDatabase(config);
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const client = await connectTemporal(config);
+  const identity = `${process.pid}@${os.hostname()}`;
+  const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
+  const deps = { sequelize };
+
+  const workers = await Promise.all([
+    Worker.create({
+      ...common,
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      workflowsPath: require.resolve('../workflows'),
+      activities: createActivities(deps),
+    }),
+    Worker.create({
+      ...common,
+      taskQueue: config.TEMPORAL_LLM_TASK_QUEUE,
+      activities: createLlmActivities(deps),
+      // A global ceiling on concurrent model calls per worker; per-provider limits live in the gateway.
+      maxConcurrentActivityTaskExecutions: 8,
+    }),
+  ]);
+  await ensureAuditRetentionSchedule(client, config.TEMPORAL_TASK_QUEUE, config.AUDIT_RETENTION_DAYS);
+  logger.info({ identity, taskQueues: [config.TEMPORAL_TASK_QUEUE, config.TEMPORAL_LLM_TASK_QUEUE], namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
+
+  // Worker.run() handles SIGINT/SIGTERM itself: it stops polling, lets running tasks finish, then resolves.
+  await Promise.all(workers.map((w) => w.run()));
+  logger.info({ identity }, 'worker stopped');
+  await client.connection.close();
+  await connection.close();
+  await sequelize.close();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
