@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import type { Sequelize } from 'sequelize';
 
 export type CheckStatus = 'healthy' | 'unhealthy';
@@ -34,13 +34,26 @@ async function timed(probe: () => Promise<unknown>, timeoutMs: number): Promise<
  * Readiness of what the API cannot work without. The database and Temporal are both critical:
  * either failing makes the instance unhealthy (later checks, like the vector store, may only degrade it).
  */
-export async function checkReadiness(deps: { sequelize: Sequelize; temporal: Client }, timeoutMs = 2000): Promise<Readiness> {
+export async function checkReadiness(deps: { sequelize: Sequelize; temporalAddress: string }, timeoutMs = 2000): Promise<Readiness> {
   const critical = {
     database: () => deps.sequelize.query('SELECT 1'),
-    temporal: () => deps.temporal.workflowService.getSystemInfo({}),
+    temporal: () => probeTemporal(deps.temporalAddress, timeoutMs),
   };
   const entries = await Promise.all(Object.entries(critical).map(async ([name, probe]) => [name, await timed(probe, timeoutMs)] as const));
   const checks = Object.fromEntries(entries);
   const status = entries.every(([, r]) => r.status === 'healthy') ? 'healthy' : 'unhealthy';
   return { status, checks };
+}
+
+/**
+ * A connection of its own, without the SDK's retry interceptor: a probe must fail fast, and a
+ * retrying call on the shared connection would outlive its timeout.
+ */
+async function probeTemporal(address: string, timeoutMs: number): Promise<void> {
+  const connection = await Connection.connect({ address, connectTimeout: timeoutMs, interceptors: [] });
+  try {
+    await connection.workflowService.getSystemInfo({});
+  } finally {
+    await connection.close();
+  }
 }

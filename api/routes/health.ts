@@ -36,7 +36,7 @@ export function healthRouter(deps: AppDeps): ApiRouter {
         },
       },
       async (ctx) => {
-        const result = await checkReadiness(deps);
+        const result = await checkReadiness({ sequelize: deps.sequelize, temporalAddress: deps.config.TEMPORAL_ADDRESS });
         ctx.status = result.status === 'unhealthy' ? 503 : 200;
         ctx.body = result;
       },

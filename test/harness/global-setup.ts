@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +12,7 @@ import { freePort, startEmbeddedPostgres, startTemporalDevServer } from '../../s
  */
 export default async function globalSetup(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'auditflow-test-'));
+  await chmod(dir, 0o755); // embedded Postgres runs as its own user when we are root
   const [pgPort, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
   const [postgres, temporal] = await Promise.all([
     startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), port: pgPort }),

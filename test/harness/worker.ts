@@ -1,0 +1,32 @@
+import { randomUUID } from 'node:crypto';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import type { TestApp } from './index';
+
+let runtimeInstalled = false;
+
+/** The workflow bundle global-setup built once for the whole run. */
+export const workflowBundle = { codePath: process.env.AUDITFLOW_TEST_WORKFLOW_BUNDLE ?? '' };
+
+/**
+ * A real worker on a task queue of the suite's own, running our workflows (from the shared
+ * bundle) and activities against the test database. Close its connection when done.
+ */
+export async function createTestWorker(t: TestApp, options: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection }> {
+  if (!runtimeInstalled) {
+    // The SDK's own INFO lines (worker state changes) would drown the test output.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
+  const connection = await NativeConnection.connect({ address: t.config.TEMPORAL_ADDRESS });
+  const taskQueue = `test-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection,
+    namespace: t.config.TEMPORAL_NAMESPACE,
+    taskQueue,
+    workflowBundle,
+    activities: createActivities({ sequelize: t.sequelize }),
+    ...options,
+  });
+  return { worker, taskQueue, connection };
+}
