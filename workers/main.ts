@@ -18,23 +18,16 @@ async function main(): Promise<void> {
   const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
   const deps = { sequelize };
 
-  const workers = await Promise.all([
-    Worker.create({
-      ...common,
-      taskQueue: config.TEMPORAL_TASK_QUEUE,
-      workflowsPath: require.resolve('../workflows'),
-      activities: createActivities(deps),
-    }),
-    Worker.create({
-      ...common,
-      taskQueue: config.TEMPORAL_LLM_TASK_QUEUE,
-      activities: createLlmActivities(deps),
-      // A global ceiling on concurrent model calls per worker; per-provider limits live in the gateway.
-      maxConcurrentActivityTaskExecutions: 8,
-    }),
-  ]);
+  const queues = [
+    { taskQueue: config.TEMPORAL_TASK_QUEUE, workflowsPath: require.resolve('../workflows'), activities: createActivities(deps) },
+    // A global ceiling on concurrent model calls per worker; per-provider limits live in the gateway.
+    { taskQueue: config.TEMPORAL_LLM_TASK_QUEUE, activities: createLlmActivities(deps), maxConcurrentActivityTaskExecutions: 8 },
+  ];
+  // The SDK refuses a worker with nothing to run, so a queue without work yet gets no worker.
+  const served = queues.filter((q) => q.workflowsPath !== undefined || Object.keys(q.activities).length > 0);
+  const workers = await Promise.all(served.map((q) => Worker.create({ ...common, ...q })));
   await ensureAuditRetentionSchedule(client, config.TEMPORAL_TASK_QUEUE, config.AUDIT_RETENTION_DAYS);
-  logger.info({ identity, taskQueues: [config.TEMPORAL_TASK_QUEUE, config.TEMPORAL_LLM_TASK_QUEUE], namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
+  logger.info({ identity, taskQueues: served.map((q) => q.taskQueue), namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
 
   // Worker.run() handles SIGINT/SIGTERM itself: it stops polling, lets running tasks finish, then resolves.
   await Promise.all(workers.map((w) => w.run()));

@@ -1,19 +1,20 @@
 import { ScheduleAlreadyRunning, type Client } from '@temporalio/client';
-import { AUDIT_RETENTION_SCHEDULE_ID, type AuditRetentionInput } from '../workflows/definitions';
+import { auditRetentionScheduleId, type AuditRetentionInput } from '../workflows/definitions';
 
 /** Ensures the daily audit-retention schedule exists and carries the configured retention. */
 export async function ensureAuditRetentionSchedule(client: Client, taskQueue: string, retentionDays: number): Promise<void> {
   const args: [AuditRetentionInput] = [{ retentionDays }];
+  const scheduleId = auditRetentionScheduleId(taskQueue);
   const action = { type: 'startWorkflow' as const, workflowType: 'auditRetention', taskQueue, args };
   try {
     await client.schedule.create({
-      scheduleId: AUDIT_RETENTION_SCHEDULE_ID,
+      scheduleId,
       spec: { intervals: [{ every: '1 day' }] },
       action,
       memo: { title: 'Archive audit-log rows past retention' },
     });
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(AUDIT_RETENTION_SCHEDULE_ID).update((previous) => ({ ...previous, action }));
+    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, action }));
   }
 }

@@ -23,5 +23,5 @@ export interface AuditRetentionResult {
   archived: number;
 }
 
-/** One schedule per namespace moves expired audit rows to the archive every day. */
-export const AUDIT_RETENTION_SCHEDULE_ID = 'audit-retention';
+/** One schedule per deployment (named after its task queue) archives expired audit rows daily. */
+export const auditRetentionScheduleId = (taskQueue: string) => `${taskQueue}-audit-retention`;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
 import { ensureAuditRetentionSchedule } from '../../workers/schedules';
-import { AUDIT_RETENTION_SCHEDULE_ID } from '../../workflows/definitions';
+import { auditRetentionScheduleId } from '../../workflows/definitions';
 import { startTestApp, type TestApp } from '../harness';
 import { createTestWorker, workflowBundle } from '../harness/worker';
 
@@ -39,11 +39,14 @@ describe('audit retention workflow', () => {
   });
 
   it('is scheduled daily with the configured retention, idempotently', async () => {
-    await ensureAuditRetentionSchedule(t.temporal, 'auditflow-test-schedule', 90);
-    await ensureAuditRetentionSchedule(t.temporal, 'auditflow-test-schedule', 30);
-    const schedule = await t.temporal.schedule.getHandle(AUDIT_RETENTION_SCHEDULE_ID).describe();
+    const taskQueue = `test-schedule-${randomUUID()}`;
+    await ensureAuditRetentionSchedule(t.temporal, taskQueue, 90);
+    await ensureAuditRetentionSchedule(t.temporal, taskQueue, 30);
+    const handle = t.temporal.schedule.getHandle(auditRetentionScheduleId(taskQueue));
+    const schedule = await handle.describe();
     expect(schedule.action).toMatchObject({ type: 'startWorkflow', workflowType: 'auditRetention', args: [{ retentionDays: 30 }] });
     expect(schedule.spec.intervals?.[0]?.every).toBe(86_400_000);
-    await t.temporal.schedule.getHandle(AUDIT_RETENTION_SCHEDULE_ID).delete();
+    expect(schedule.action).toMatchObject({ taskQueue });
+    await handle.delete();
   });
 });
