@@ -1,5 +1,5 @@
 import Router, { type RouterContext } from '@koa/router';
-import { z, type ZodType } from 'zod';
+import type { z, ZodType } from 'zod';
 import { ForbiddenError, UnauthorizedError, ValidationError } from '../lib/errors';
 import { can, type Permission } from '../services/permissions';
 import type { Principal } from '../services/principal';
@@ -48,9 +48,9 @@ export class ApiRouter {
     handler: (
       ctx: Ctx,
       input: { body: Parsed<B>; query: Parsed<Q>; params: Parsed<P>; auth: A extends 'public' ? Principal | undefined : Principal },
-    ) => Promise<void>,
+    ) => void | Promise<void>,
   ): this {
-    this.specs.push(spec as AnyRouteSpec);
+    this.specs.push(spec);
     this.router[spec.method](spec.path, async (ctx) => {
       const auth = authorize(ctx, spec.access);
       const input = {

@@ -1,3 +1,4 @@
+import type { ParameterizedContext } from 'koa';
 import type { Logger } from '../lib/logger';
 import type { AuditScope } from '../services/audit';
 import type { Permission } from '../services/permissions';
@@ -11,3 +12,5 @@ export interface AppState {
   /** Set when authorization refused a permission, so the denial is audited. */
   denied?: Permission;
 }
+
+export type AppContext = ParameterizedContext<AppState>;

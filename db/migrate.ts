@@ -20,7 +20,15 @@ function migrator(sequelize: Sequelize, logger?: Logger) {
     },
     context: sequelize.getQueryInterface(),
     storage: new SequelizeStorage({ sequelize, tableName: 'schema_migrations' }),
-    logger: logger ? { info: (m) => logger.info(m), warn: (m) => logger.warn(m), error: (m) => logger.error(m), debug: (m) => logger.debug(m) } : undefined,
+    // umzug's records carry a `name` key, which would clobber pino's logger name: nest them.
+    logger: logger
+      ? {
+          info: (m) => logger.info({ migration: m }, 'migration'),
+          warn: (m) => logger.warn({ migration: m }, 'migration'),
+          error: (m) => logger.error({ migration: m }, 'migration'),
+          debug: (m) => logger.debug({ migration: m }, 'migration'),
+        }
+      : undefined,
   });
 }
 

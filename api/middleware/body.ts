@@ -1,16 +1,20 @@
-import type { Context, Next } from 'koa';
+import type { Next } from 'koa';
+import type { AppContext } from '../state';
 import getRawBody from 'raw-body';
 import { AppError } from '../../lib/errors';
 
-const hasBody = (ctx: Context) => ctx.request.length > 0 || ctx.get('transfer-encoding') !== '';
+const hasBody = (ctx: AppContext) => ctx.request.length > 0 || ctx.get('transfer-encoding') !== '';
 
 /**
  * JSON bodies only, with a size limit counted while reading (Content-Length can lie).
  * Each failure has its own problem type: 415 wrong type, 413 too large, 400 malformed.
  */
 export function jsonBody(limit: number) {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method) || !hasBody(ctx)) return next();
+  return async (ctx: AppContext, next: Next): Promise<void> => {
+    if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method) || !hasBody(ctx)) {
+      await next();
+      return;
+    }
     if (!ctx.is('application/json', '+json')) {
       throw new AppError(415, 'unsupported-media-type', 'Send the body as application/json.');
     }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Context, Next } from 'koa';
+import type { Next } from 'koa';
+import type { AppContext } from '../state';
 import type { Logger } from '../../lib/logger';
 import { AuditScope } from '../../services/audit';
 import { authenticate, type Principal } from '../../services/principal';
@@ -11,7 +12,7 @@ const mutating = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /** Request id (echoed, or minted), a child logger carrying it, and one access-log line. */
 export function requestContext(logger: Logger) {
-  return async (ctx: Context, next: Next): Promise<void> => {
+  return async (ctx: AppContext, next: Next): Promise<void> => {
     const incoming = ctx.get('X-Request-Id');
     const requestId = validRequestId.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
@@ -35,7 +36,7 @@ export function requestContext(logger: Logger) {
 
 /** Resolves the bearer token, when one is sent, into `ctx.state.auth`; routes decide whether one is required. */
 export function bearerAuth(config: JwtSettings) {
-  return async (ctx: Context, next: Next): Promise<void> => {
+  return async (ctx: AppContext, next: Next): Promise<void> => {
     const header = ctx.get('Authorization');
     if (header) {
       const match = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
@@ -56,13 +57,13 @@ export function bearerAuth(config: JwtSettings) {
  * Every mutating request, and every authorization denial, leaves one audit row. Services write
  * theirs in the transaction of their change; this writes one for requests that did not.
  */
-export async function auditEveryChange(ctx: Context, next: Next): Promise<void> {
-  const audit = ctx.state.audit as AuditScope;
-  let failed: unknown;
+export async function auditEveryChange(ctx: AppContext, next: Next): Promise<void> {
+  const audit = ctx.state.audit;
+  let failed: Error | undefined;
   try {
     await next();
   } catch (err) {
-    failed = err;
+    failed = err instanceof Error ? err : new Error(String(err));
   }
   const status = failed ? ((failed as { status?: number }).status ?? 500) : ctx.status;
   if (!audit.recorded && (mutating.has(ctx.method) || ctx.state.denied)) {

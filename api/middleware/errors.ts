@@ -1,4 +1,5 @@
-import type { Context, Next } from 'koa';
+import type { Next } from 'koa';
+import type { AppContext } from '../state';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { AppError } from '../../lib/errors';
 import { problemTypes } from '../problems';
@@ -17,7 +18,7 @@ function toProblem(err: unknown): AppError {
   return new AppError(500, 'internal-error', 'An unexpected error occurred.');
 }
 
-export function renderProblem(ctx: Context, err: AppError): void {
+export function renderProblem(ctx: AppContext, err: AppError): void {
   const known = problemTypes[err.slug];
   ctx.status = err.status;
   ctx.set(err.headers);
@@ -28,13 +29,13 @@ export function renderProblem(ctx: Context, err: AppError): void {
     status: err.status,
     detail: err.message,
     instance: ctx.path,
-    requestId: ctx.state.requestId as string,
+    requestId: ctx.state.requestId,
     ...err.extra,
   };
 }
 
 /** The one place errors become responses. */
-export async function problemJson(ctx: Context, next: Next): Promise<void> {
+export async function problemJson(ctx: AppContext, next: Next): Promise<void> {
   try {
     await next();
     // The routers leave unmatched paths as a bare 404 and wrong methods as a bare 405.

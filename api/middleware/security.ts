@@ -1,4 +1,5 @@
-import type { Context, Next } from 'koa';
+import type { Next } from 'koa';
+import type { AppContext } from '../state';
 
 const apiPolicy = "default-src 'none'; frame-ancestors 'none'";
 // Swagger UI is served from our own origin; its stylesheet sets inline styles.
@@ -7,7 +8,7 @@ const docsPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self' '
 /** Security headers on every response, and CORS only for configured origins (never reflected blindly). */
 export function securityHeaders(opts: { corsOrigins: readonly string[]; production: boolean }) {
   const allowed = new Set(opts.corsOrigins);
-  return async (ctx: Context, next: Next): Promise<void> => {
+  return async (ctx: AppContext, next: Next): Promise<void> => {
     ctx.set({
       'X-Content-Type-Options': 'nosniff',
       'X-Frame-Options': 'DENY',

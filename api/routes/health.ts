@@ -18,7 +18,7 @@ export function healthRouter(deps: AppDeps): ApiRouter {
         access: 'public',
         responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } },
       },
-      async (ctx) => {
+      (ctx) => {
         ctx.body = { status: 'ok' };
       },
     )
