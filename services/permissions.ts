@@ -11,6 +11,8 @@ export const permissionMatrix = {
   'projects:read': ['admin', 'approver', 'member', 'viewer'],
   'projects:write': ['admin', 'member'],
   'apiTokens:manage': ['admin', 'approver', 'member'],
+  /** Listing and revoking every token of the tenant; without it, a caller sees only its own tokens. */
+  'apiTokens:manageAll': ['admin'],
   'auditLogs:read': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 

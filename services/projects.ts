@@ -2,7 +2,7 @@ import { Op, UniqueConstraintError, type Sequelize } from 'sequelize';
 import { Project } from '../db';
 import { ConflictError, NotFoundError } from '../lib/errors';
 import type { AuditScope } from './audit';
-import { decodeCursor, encodeCursor, type Page } from './pagination';
+import { pageInCreationOrder, type Page, type PageRequest } from './pagination';
 
 export interface ProjectInput {
   name: string;
@@ -61,17 +61,7 @@ export async function updateProject(sequelize: Sequelize, audit: AuditScope, ten
   );
 }
 
-/** A tenant's projects, oldest first, keyset-paginated on (created_at, id). */
-export async function listProjects(tenantId: string, opts: { limit: number; cursor?: string }): Promise<Page<Project>> {
-  const after = decodeCursor(opts.cursor);
-  const where = after?.createdAt
-    ? {
-        tenantId,
-        [Op.or]: [{ createdAt: { [Op.gt]: new Date(after.createdAt) } }, { createdAt: new Date(after.createdAt), id: { [Op.gt]: after.id } }],
-      }
-    : { tenantId };
-  const rows = await Project.findAll({ where, order: [['createdAt', 'ASC'], ['id', 'ASC']], limit: opts.limit + 1 });
-  const items = rows.slice(0, opts.limit);
-  const last = items.at(-1);
-  return { items, nextCursor: rows.length > opts.limit && last ? encodeCursor({ id: last.id, createdAt: last.createdAt.toISOString() }) : null };
+/** A tenant's projects, oldest first. */
+export async function listProjects(tenantId: string, request: PageRequest): Promise<Page<Project>> {
+  return pageInCreationOrder(request, ({ after, order, limit }) => Project.findAll({ where: { [Op.and]: [{ tenantId }, after] }, order, limit }));
 }

@@ -66,7 +66,7 @@ export async function auditEveryChange(ctx: AppContext, next: Next): Promise<voi
     failed = err instanceof Error ? err : new Error(String(err));
   }
   const status = failed ? ((failed as { status?: number }).status ?? 500) : ctx.status;
-  if (!audit.recorded && (mutating.has(ctx.method) || ctx.state.denied)) {
+  if (!audit.recorded && (mutating.has(ctx.method) || ctx.state.denied || status === 403)) {
     const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
     await audit
       .record({

@@ -56,7 +56,10 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
   const app = createApp({ config, sequelize, temporal, logger, mailer });
-  const server = app.listen(0, '127.0.0.1');
+  // Listening before the first request: supertest would otherwise open and close a server per call.
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
   const validate = responseValidator(app.openapi);
   const agent = () => request(server);
 

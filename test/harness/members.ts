@@ -1,5 +1,5 @@
-import bcrypt from 'bcrypt';
 import { Membership, User, type Role } from '../../db';
+import { hashPassword } from '../../services/passwords';
 import { issueAccessToken } from '../../services/tokens';
 import { strongPassword, uniqueEmail, type TestApp } from './index';
 
@@ -16,7 +16,7 @@ export interface TenantMember {
  */
 export async function addMember(t: TestApp, tenantId: string, role: Role): Promise<TenantMember> {
   const email = uniqueEmail(role);
-  const user = await User.create({ email, name: role, passwordHash: await bcrypt.hash(strongPassword, 4), emailVerifiedAt: new Date() });
+  const user = await User.create({ email, name: role, passwordHash: await hashPassword(strongPassword, 4), emailVerifiedAt: new Date() });
   await Membership.create({ tenantId, userId: user.id, role });
   const accessToken = issueAccessToken(t.config, { sub: user.id, tid: tenantId, ep: user.tokenEpoch });
   return { userId: user.id, email, role, accessToken };

@@ -1,0 +1,223 @@
+import { randomUUID } from 'node:crypto';
+import type { AnyRouteSpec } from '../../api/route';
+import { ApiToken, AuditLog, User, roles, type Role } from '../../db';
+import { tokenDigest } from '../../lib/crypto';
+import { can } from '../../services/permissions';
+import { issueAccessToken } from '../../services/tokens';
+import { registerTenant, startTestApp, strongPassword, uniqueEmail, type Member, type TestApp, type TestResponse } from '../harness';
+import { addMember } from '../harness/members';
+import { tokenFrom } from './auth-helpers';
+
+/*
+ * Every route of the app against every kind of caller: a member of each role, an API token of
+ * each role, and no token at all. What each may do is derived from each route's declared access
+ * and the permission matrix (`can(role, access)`), so the table checks the routes against the
+ * matrix, not against a second copy of it; a route without a sample request fails the table.
+ */
+
+let t: TestApp;
+let admin: Member;
+let tenantId: string;
+let projectId: string;
+
+interface Caller {
+  label: string;
+  kind: 'member' | 'api_token' | 'anonymous';
+  role: Role | null;
+  /** The member's user, or for an API token the user who created it (whose tokens it manages). */
+  userId?: string;
+  apiToken?: string;
+}
+
+interface SampleRequest {
+  path: string;
+  body?: unknown;
+}
+
+/** A token of the tenant owned by `ownerId`, for the route that revokes one. */
+async function apiTokenOwnedBy(ownerId: string | undefined): Promise<string> {
+  const token = `af_${randomUUID()}`;
+  const created = await ApiToken.create({
+    tenantId,
+    name: 'rbac revocation target',
+    role: 'viewer',
+    prefix: token.slice(0, 24),
+    tokenHash: tokenDigest(token),
+    createdBy: ownerId ?? null,
+    expiresAt: null,
+  });
+  return created.id;
+}
+
+/**
+ * A member's access token, minted for each request from the current token epoch: a route of the
+ * table (logout) ends every session of its caller.
+ */
+async function accessTokenOf(userId: string): Promise<string> {
+  const user = await User.findByPk(userId, { rejectOnEmpty: true });
+  return issueAccessToken(t.config, { sub: user.id, tid: tenantId, ep: user.tokenEpoch });
+}
+
+/** The token of the next mail to `email` (verification, reset, invitation links). */
+async function mailedToken(email: string): Promise<string> {
+  return tokenFrom(await t.mailbox.next(email));
+}
+
+/** Someone with an account of their own, for the routes that sign in, reset or verify. */
+const newAccount = () => registerTenant(t, 'rbac-account');
+
+/**
+ * One valid request per operation: real ids of the tenant, minimal valid bodies, live emailed
+ * tokens, so an allowed caller gets one of the route's declared answers. Routes that use up or
+ * destroy something get a fresh target on every call.
+ */
+const samples: Record<string, (caller: Caller) => SampleRequest | Promise<SampleRequest>> = {
+  liveness: () => ({ path: '/health' }),
+  readiness: () => ({ path: '/health/ready' }),
+
+  register: () => ({ path: '/auth/register', body: { email: uniqueEmail('rbac'), password: strongPassword, name: 'rbac', tenantName: 'rbac org' } }),
+  login: async () => {
+    const account = await newAccount();
+    return { path: '/auth/login', body: { email: account.email, password: account.password } };
+  },
+  refreshSession: async () => ({ path: '/auth/refresh', body: { refreshToken: (await newAccount()).refreshToken } }),
+  logout: () => ({ path: '/auth/logout' }),
+  getSession: () => ({ path: '/auth/me' }),
+  switchTenant: () => ({ path: '/auth/switch-tenant', body: { tenantId } }),
+  verifyEmail: async () => ({ path: '/auth/verify-email', body: { token: await mailedToken((await newAccount()).email) } }),
+  resendEmailVerification: async (caller) => {
+    // Only an unverified address can be sent a new link.
+    if (caller.kind === 'member') await User.update({ emailVerifiedAt: null }, { where: { id: caller.userId } });
+    return { path: '/auth/verify-email/resend' };
+  },
+  requestPasswordReset: () => ({ path: '/auth/password-reset', body: { email: admin.email } }),
+  confirmPasswordReset: async () => {
+    const account = await newAccount();
+    await mailedToken(account.email); // the verification link sent at registration
+    await t.post('/api/v1/auth/password-reset', { email: account.email });
+    return { path: '/auth/password-reset/confirm', body: { token: await mailedToken(account.email), password: strongPassword } };
+  },
+
+  createInvitation: () => ({ path: '/invitations', body: { email: uniqueEmail('rbac-invitee'), role: 'viewer' } }),
+  listInvitations: () => ({ path: '/invitations' }),
+  acceptInvitation: async () => {
+    const email = uniqueEmail('rbac-invitee');
+    await t.post('/api/v1/invitations', { email, role: 'viewer' }, { token: await accessTokenOf(admin.userId) });
+    return { path: `/invitations/${await mailedToken(email)}/accept`, body: { password: strongPassword, name: 'invitee' } };
+  },
+
+  listMembers: () => ({ path: '/members' }),
+  updateMemberRole: async () => ({ path: `/members/${(await addMember(t, tenantId, 'viewer')).userId}`, body: { role: 'member' } }),
+  removeMember: async () => ({ path: `/members/${(await addMember(t, tenantId, 'viewer')).userId}` }),
+
+  createProject: () => ({ path: '/projects', body: { name: `rbac ${randomUUID()}` } }),
+  listProjects: () => ({ path: '/projects' }),
+  getProject: () => ({ path: `/projects/${projectId}` }),
+  updateProject: () => ({ path: `/projects/${projectId}`, body: { description: 'touched by the rbac table' } }),
+
+  createApiToken: () => ({ path: '/api-tokens', body: { name: 'rbac', role: 'viewer' } }),
+  listApiTokens: () => ({ path: '/api-tokens' }),
+  revokeApiToken: async (caller) => ({ path: `/api-tokens/${await apiTokenOwnedBy(caller.userId)}` }),
+
+  listAuditLogs: () => ({ path: '/audit-logs' }),
+};
+
+/**
+ * Routes that act for a person (their session, password, email) and refuse API tokens, which act
+ * for a tenant. Their specs say only `authenticated`, so the table has to be told.
+ */
+const userSessionOnly = new Set(['logout', 'getSession', 'switchTenant', 'resendEmailVerification']);
+
+const allSpecs = (): AnyRouteSpec[] => t.app.routers.flatMap((r) => r.specs);
+
+async function sampleFor(spec: AnyRouteSpec, caller: Caller): Promise<SampleRequest> {
+  const sample = samples[spec.operationId];
+  if (!sample) throw new Error(`No sample request for ${spec.operationId} (${spec.method.toUpperCase()} ${spec.path}): add one to the rbac table.`);
+  const request = await sample(caller);
+  const template = new RegExp(`^${spec.path.replace(/:\w+/g, '[^/]+')}$`);
+  if (!template.test(request.path)) throw new Error(`The sample for ${spec.operationId} (${request.path}) does not match ${spec.path}.`);
+  return request;
+}
+
+async function bearerOf(caller: Caller): Promise<string | undefined> {
+  return caller.kind === 'member' && caller.userId ? accessTokenOf(caller.userId) : caller.apiToken;
+}
+
+async function send(spec: AnyRouteSpec, request: SampleRequest, caller: Caller): Promise<TestResponse> {
+  const url = `/api/v1${request.path}`;
+  const token = await bearerOf(caller);
+  const opts = token ? { token } : {};
+  switch (spec.method) {
+    case 'get':
+    case 'delete':
+      return t[spec.method](url, opts);
+    default:
+      return t[spec.method](url, request.body ?? {}, opts);
+  }
+}
+
+type Verdict = 'allowed' | 'forbidden' | 'unauthenticated';
+
+function verdict(spec: AnyRouteSpec, caller: Caller): Verdict {
+  if (spec.access === 'public') return 'allowed';
+  if (!caller.role) return 'unauthenticated';
+  if (caller.kind === 'api_token' && userSessionOnly.has(spec.operationId)) return 'forbidden';
+  return spec.access === 'authenticated' || can(caller.role, spec.access) ? 'allowed' : 'forbidden';
+}
+
+/** What is wrong with one answer, or null when it is what the matrix says. */
+async function mismatch(spec: AnyRouteSpec, caller: Caller, res: TestResponse): Promise<string | null> {
+  const expected = verdict(spec, caller);
+  const route = `${spec.operationId} (${spec.method.toUpperCase()} ${spec.path}, ${String(spec.access)})`;
+  const got = `${res.status} ${res.body?.type ?? ''}`.trim();
+  switch (expected) {
+    case 'allowed':
+      // Allowed and valid: one of the route's declared answers, never 401/403.
+      return String(res.status) in spec.responses ? null : `${route}: expected a declared answer (${Object.keys(spec.responses).join('/')}), got ${got}`;
+    case 'unauthenticated':
+      return res.status === 401 && res.body.type === '/problems/unauthorized' ? null : `${route}: expected 401 unauthorized, got ${got}`;
+    case 'forbidden': {
+      if (res.status !== 403 || res.body.type !== '/problems/forbidden') return `${route}: expected 403 forbidden, got ${got}`;
+      const rows = await AuditLog.findAll({ where: { requestId: res.headers['x-request-id'] } });
+      return rows.length === 1 && rows[0]?.outcome === 'denied' ? null : `${route}: the denial was not audited once as denied`;
+    }
+  }
+}
+
+const callers: Caller[] = [
+  ...roles.map((role) => ({ label: `a member with role ${role}`, kind: 'member' as const, role })),
+  ...roles.map((role) => ({ label: `an API token with role ${role}`, kind: 'api_token' as const, role })),
+  { label: 'an anonymous caller', kind: 'anonymous', role: null },
+];
+
+beforeAll(async () => {
+  t = await startTestApp();
+  admin = await registerTenant(t, 'rbac');
+  tenantId = admin.tenantId;
+  projectId = (await t.post('/api/v1/projects', { name: 'rbac project' }, { token: admin.accessToken })).body.id;
+  for (const caller of callers) {
+    if (caller.kind === 'member' && caller.role) {
+      caller.userId = caller.role === 'admin' ? admin.userId : (await addMember(t, tenantId, caller.role)).userId;
+    } else if (caller.kind === 'api_token') {
+      const res = await t.post('/api/v1/api-tokens', { name: caller.label, role: caller.role }, { token: admin.accessToken });
+      Object.assign(caller, { apiToken: res.body.token, userId: admin.userId });
+    }
+  }
+});
+afterAll(() => t.close());
+
+test('the table has a sample request for every route, and none for routes that no longer exist', () => {
+  const operationIds = allSpecs().map((s) => s.operationId);
+  expect(operationIds.filter((id) => !(id in samples))).toEqual([]);
+  expect([...Object.keys(samples), ...userSessionOnly].filter((id) => !operationIds.includes(id))).toEqual([]);
+});
+
+test.each(callers)('$label gets exactly what the permission matrix grants, on every route', async (caller) => {
+  const problems: string[] = [];
+  for (const spec of allSpecs()) {
+    const res = await send(spec, await sampleFor(spec, caller), caller);
+    const problem = await mismatch(spec, caller, res);
+    if (problem) problems.push(problem);
+  }
+  expect(problems).toEqual([]);
+});
