@@ -6,7 +6,7 @@ import { can } from '../../services/permissions';
 import { issueAccessToken } from '../../services/tokens';
 import { registerTenant, startTestApp, strongPassword, uniqueEmail, type Member, type TestApp, type TestResponse } from '../harness';
 import { addMember } from '../harness/members';
-import { tokenFrom } from './auth-helpers';
+import { mailedToken as mailedTokenOf } from './auth-helpers';
 
 /*
  * Every route of the app against every kind of caller: a member of each role, an API token of
@@ -58,10 +58,8 @@ async function accessTokenOf(userId: string): Promise<string> {
   return issueAccessToken(t.config, { sub: user.id, tid: tenantId, ep: user.tokenEpoch });
 }
 
-/** The token of the next mail to `email` (verification, reset, invitation links). */
-async function mailedToken(email: string): Promise<string> {
-  return tokenFrom(await t.mailbox.next(email));
-}
+/** The token of the next mail to `email` linking to `path` (mail goes out in the background, in any order). */
+const mailedToken = (email: string, path: string) => mailedTokenOf(t, email, path);
 
 /** Someone with an account of their own, for the routes that sign in, reset or verify. */
 const newAccount = () => registerTenant(t, 'rbac-account');
@@ -84,7 +82,7 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   logout: () => ({ path: '/auth/logout' }),
   getSession: () => ({ path: '/auth/me' }),
   switchTenant: () => ({ path: '/auth/switch-tenant', body: { tenantId } }),
-  verifyEmail: async () => ({ path: '/auth/verify-email', body: { token: await mailedToken((await newAccount()).email) } }),
+  verifyEmail: async () => ({ path: '/auth/verify-email', body: { token: await mailedToken((await newAccount()).email, '/verify-email') } }),
   resendEmailVerification: async (caller) => {
     // Only an unverified address can be sent a new link.
     if (caller.kind === 'member') await User.update({ emailVerifiedAt: null }, { where: { id: caller.userId } });
@@ -93,9 +91,8 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   requestPasswordReset: () => ({ path: '/auth/password-reset', body: { email: admin.email } }),
   confirmPasswordReset: async () => {
     const account = await newAccount();
-    await mailedToken(account.email); // the verification link sent at registration
     await t.post('/api/v1/auth/password-reset', { email: account.email });
-    return { path: '/auth/password-reset/confirm', body: { token: await mailedToken(account.email), password: strongPassword } };
+    return { path: '/auth/password-reset/confirm', body: { token: await mailedToken(account.email, '/reset-password'), password: strongPassword } };
   },
 
   createInvitation: () => ({ path: '/invitations', body: { email: uniqueEmail('rbac-invitee'), role: 'viewer' } }),
@@ -103,7 +100,7 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   acceptInvitation: async () => {
     const email = uniqueEmail('rbac-invitee');
     await t.post('/api/v1/invitations', { email, role: 'viewer' }, { token: await accessTokenOf(admin.userId) });
-    return { path: `/invitations/${await mailedToken(email)}/accept`, body: { password: strongPassword, name: 'invitee' } };
+    return { path: `/invitations/${await mailedToken(email, '/invitations/accept')}/accept`, body: { password: strongPassword, name: 'invitee' } };
   },
 
   listMembers: () => ({ path: '/members' }),
