@@ -54,7 +54,8 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
     ctx.body = openapi;
   });
 
-  const app = new Koa<AppState>({ proxy: config.TRUST_PROXY });
+  // maxIpsCount: only the entries our own proxies appended to X-Forwarded-For are believed.
+  const app = new Koa<AppState>({ proxy: config.TRUST_PROXY, maxIpsCount: config.TRUST_PROXY_HOPS });
   app.silent = true; // errors are logged once, by the problem middleware
   app.use(requestContext(deps.logger));
   app.use(problemJson);

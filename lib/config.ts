@@ -28,6 +28,7 @@ export const configSchema = z
     API_PORT: int(0, 65535).default(3000),
     PUBLIC_URL: z.url().default('http://localhost:3000'),
     TRUST_PROXY: bool.default(false),
+    TRUST_PROXY_HOPS: int(1, 10).default(1),
     CORS_ORIGINS: list.default([]),
     BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -26,10 +26,9 @@ export function requestContext(logger: Logger) {
     try {
       await next();
     } finally {
-      ctx.state.log.info(
-        { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) },
-        'request',
-      );
+      // The route template, not the path: paths can carry secrets (invitation tokens).
+      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? '(no route)';
+      ctx.state.log.info({ method: ctx.method, route, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
     }
   };
 }

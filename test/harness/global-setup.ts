@@ -15,7 +15,7 @@ export default async function globalSetup(): Promise<void> {
   await chmod(dir, 0o755); // embedded Postgres runs as its own user when we are root
   const [pgPort, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
   const [postgres, temporal] = await Promise.all([
-    startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), port: pgPort }),
+    startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), port: pgPort, durable: false }),
     startTemporalDevServer({
       cliPath: process.env.TEMPORAL_CLI_PATH ?? 'temporal',
       dbFile: path.join(dir, 'temporal.db'),
