@@ -48,7 +48,10 @@ function ensureNodeModules() {
     (!hasLock || (existsSync(installMarker) && mtimeMs(installMarker) >= mtimeMs(lockFile)));
   if (upToDate) return;
 
-  const npmArgs = hasLock ? ['ci'] : ['install'];
+  // Not `npm ci`: the registry reachable here lacks other platforms' optional binaries (@swc/core-darwin-*,
+  // …), so the lockfile cannot list them and `npm ci` rejects it as out of sync. `npm install` still
+  // installs exactly the locked versions of everything the lockfile records.
+  const npmArgs = ['install', '--no-audit', '--no-fund'];
   log(`running npm ${npmArgs[0]} …`);
   // Under `npm run`, npm_execpath points at npm's own CLI script: reuse that exact npm.
   const npmCli = process.env.npm_execpath;
