@@ -13,7 +13,16 @@ export interface ResponseSpec {
 }
 
 /** What a route declares: the OpenAPI document and the request validation both come from it. */
-type Access = 'public' | 'authenticated' | Permission;
+/**
+ * `public`: no token needed. `authenticated`: any member or API token of the tenant. `session`: a
+ * person signed in (their own session, password, email), never an API token, which acts for a
+ * tenant. Anything else is the permission the caller's role must hold.
+ */
+type Access = 'public' | 'authenticated' | 'session' | Permission;
+
+/** A person's session: what `session` routes are handed. */
+export type UserPrincipal = Principal & { kind: 'user'; userId: string };
+type AuthFor<A extends Access> = A extends 'public' ? Principal | undefined : A extends 'session' ? UserPrincipal : Principal;
 
 export interface RouteSpec<B extends ZodType | undefined, Q extends ZodType | undefined, P extends ZodType | undefined, A extends Access = Access> {
   method: HttpMethod;
@@ -21,7 +30,6 @@ export interface RouteSpec<B extends ZodType | undefined, Q extends ZodType | un
   operationId: string;
   summary: string;
   tag: string;
-  /** `public` routes need no token; any other value is the permission the caller's role must hold. */
   access: A;
   body?: B;
   query?: Q;
@@ -47,14 +55,14 @@ export class ApiRouter {
     spec: RouteSpec<B, Q, P, A>,
     handler: (
       ctx: Ctx,
-      input: { body: Parsed<B>; query: Parsed<Q>; params: Parsed<P>; auth: A extends 'public' ? Principal | undefined : Principal },
+      input: { body: Parsed<B>; query: Parsed<Q>; params: Parsed<P>; auth: AuthFor<A> },
     ) => void | Promise<void>,
   ): this {
     this.specs.push(spec);
     this.router[spec.method](spec.path, async (ctx) => {
       const auth = authorize(ctx, spec.access);
       const input = {
-        auth: auth as A extends 'public' ? Principal | undefined : Principal,
+        auth: auth as AuthFor<A>,
         params: parse(spec.params, ctx.params, 'path') as Parsed<P>,
         query: parse(spec.query, ctx.query, 'query') as Parsed<Q>,
         body: parse(spec.body, ctx.request.body, 'body') as Parsed<B>,
@@ -69,6 +77,11 @@ function authorize(ctx: Ctx, access: Access): Principal | undefined {
   const auth = ctx.state.auth;
   if (access === 'public') return auth;
   if (!auth) throw new UnauthorizedError();
+  if (access === 'session') {
+    if (auth.kind === 'user' && auth.userId) return auth;
+    ctx.state.denied = access;
+    throw new ForbiddenError('This route needs a person signed in, not an API token.');
+  }
   if (access !== 'authenticated' && !can(auth.role, access)) {
     ctx.state.denied = access;
     throw new ForbiddenError(`Your role (${auth.role}) does not allow ${access}.`);

@@ -9,8 +9,8 @@ export interface AppState {
   log: Logger;
   audit: AuditScope;
   auth?: Principal;
-  /** Set when authorization refused a permission, so the denial is audited. */
-  denied?: Permission;
+  /** Set when authorization refused a permission (or a non-person on a session route), so the denial is audited. */
+  denied?: Permission | 'session';
 }
 
 export type AppContext = ParameterizedContext<AppState>;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Op, QueryTypes, UniqueConstraintError, col, fn, where as sqlWhere, type Sequelize, type Transaction } from 'sequelize';
-import { Membership, PasswordReset, RefreshToken, Tenant, User, type Role } from '../db';
+import { Op, UniqueConstraintError, col, fn, where as sqlWhere, type Sequelize, type Transaction } from 'sequelize';
+import { EmailVerification, Membership, PasswordReset, RefreshToken, Tenant, User, type Role } from '../db';
 import type { Config } from '../lib/config';
 import { randomToken, tokenDigest } from '../lib/crypto';
 import { AppError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../lib/errors';
@@ -116,16 +116,10 @@ async function endAllSessions(userId: string, transaction: Transaction): Promise
 async function sendVerificationMail(deps: AuthDeps, user: User, transaction: Transaction): Promise<void> {
   const token = randomToken();
   // Only the newest link works.
-  await deps.sequelize.query('DELETE FROM email_verifications WHERE user_id = :userId AND used_at IS NULL', {
-    replacements: { userId: user.id },
-    transaction,
-  });
-  await deps.sequelize.query(
-    'INSERT INTO email_verifications (id, user_id, token_hash, expires_at) VALUES (:id, :userId, :tokenHash, :expiresAt)',
-    {
-      replacements: { id: randomUUID(), userId: user.id, tokenHash: tokenDigest(token), expiresAt: new Date(Date.now() + EMAIL_VERIFICATION_TTL_MS) },
-      transaction,
-    },
+  await EmailVerification.destroy({ where: { userId: user.id, usedAt: null }, transaction });
+  await EmailVerification.create(
+    { userId: user.id, tokenHash: tokenDigest(token), expiresAt: new Date(Date.now() + EMAIL_VERIFICATION_TTL_MS) },
+    { transaction },
   );
   mailAfterCommit(deps, transaction, {
     to: user.email,
@@ -344,16 +338,15 @@ export async function switchTenant(deps: AuthDeps, audit: AuditScope, userId: st
 
 export async function verifyEmail(deps: AuthDeps, audit: AuditScope, token: string): Promise<void> {
   await deps.sequelize.transaction(async (transaction) => {
-    const [claimed] = await deps.sequelize.query<{ user_id: string }>(
-      `UPDATE email_verifications SET used_at = now()
-       WHERE token_hash = :tokenHash AND used_at IS NULL AND expires_at > now()
-       RETURNING user_id`,
-      { replacements: { tokenHash: tokenDigest(token) }, type: QueryTypes.SELECT, transaction },
+    // Claimed atomically: of two uses of one link, only one finds it unused.
+    const [, [claimed]] = await EmailVerification.update(
+      { usedAt: new Date() },
+      { where: { tokenHash: tokenDigest(token), usedAt: null, expiresAt: { [Op.gt]: new Date() } }, returning: true, transaction },
     );
     if (!claimed) throw new InvalidTokenError();
-    await User.update({ emailVerifiedAt: new Date() }, { where: { id: claimed.user_id, emailVerifiedAt: null }, transaction });
-    actAs(audit, claimed.user_id, null);
-    await audit.record({ action: 'auth.email_verified', resourceType: 'user', resourceId: claimed.user_id }, transaction);
+    await User.update({ emailVerifiedAt: new Date() }, { where: { id: claimed.userId, emailVerifiedAt: null }, transaction });
+    actAs(audit, claimed.userId, null);
+    await audit.record({ action: 'auth.email_verified', resourceType: 'user', resourceId: claimed.userId }, transaction);
   });
 }
 

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import type { User } from '../../db';
-import { ForbiddenError } from '../../lib/errors';
 import {
   describeSession,
   login,
@@ -14,7 +13,6 @@ import {
   verifyEmail,
 } from '../../services/auth';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../services/passwords';
-import type { Principal } from '../../services/principal';
 import type { AppDeps } from '../app';
 import { ApiRouter } from '../route';
 import { noContent, role } from '../schemas';
@@ -37,12 +35,6 @@ const session = z.object({ user: userView, tenant: tenantView, role, tenants: z.
 const accepted = z.object({ message: z.string() });
 
 const viewUser = (u: User) => ({ id: u.id, email: u.email, name: u.name, emailVerified: u.emailVerifiedAt !== null });
-
-/** The user behind a session: API tokens act for a tenant, not for a person. */
-function sessionUserId(auth: Principal): string {
-  if (auth.kind !== 'user' || !auth.userId) throw new ForbiddenError('This route needs a user session, not an API token.');
-  return auth.userId;
-}
 
 export function authRouter(deps: AppDeps): ApiRouter {
   return new ApiRouter()
@@ -105,11 +97,11 @@ export function authRouter(deps: AppDeps): ApiRouter {
         operationId: 'logout',
         summary: 'End every session of your account, access tokens included',
         tag: 'auth',
-        access: 'authenticated',
+        access: 'session',
         responses: { 204: noContent },
       },
       async (ctx, { auth }) => {
-        await logout(deps, ctx.state.audit, sessionUserId(auth));
+        await logout(deps, ctx.state.audit, auth.userId);
         ctx.status = 204;
       },
     )
@@ -120,11 +112,11 @@ export function authRouter(deps: AppDeps): ApiRouter {
         operationId: 'getSession',
         summary: 'You, the current tenant and your role, and all your tenants',
         tag: 'auth',
-        access: 'authenticated',
+        access: 'session',
         responses: { 200: { description: 'The session', schema: session } },
       },
       async (ctx, { auth }) => {
-        const { user, tenant, role: current, memberships } = await describeSession(sessionUserId(auth), auth.tenantId);
+        const { user, tenant, role: current, memberships } = await describeSession(auth.userId, auth.tenantId);
         const tenants = memberships.map((m) => ({ id: m.tenant.id, name: m.tenant.name, role: m.role }));
         ctx.body = { user: viewUser(user), tenant: { id: tenant.id, name: tenant.name }, role: current, tenants };
       },
@@ -136,12 +128,12 @@ export function authRouter(deps: AppDeps): ApiRouter {
         operationId: 'switchTenant',
         summary: 'Get a token pair for another of your tenants',
         tag: 'auth',
-        access: 'authenticated',
+        access: 'session',
         body: z.object({ tenantId: z.uuid() }),
         responses: { 200: { description: 'Signed in to the other tenant', schema: tokenPair } },
       },
       async (ctx, { body, auth }) => {
-        ctx.body = await switchTenant(deps, ctx.state.audit, sessionUserId(auth), body.tenantId);
+        ctx.body = await switchTenant(deps, ctx.state.audit, auth.userId, body.tenantId);
       },
     )
     .add(
@@ -167,11 +159,11 @@ export function authRouter(deps: AppDeps): ApiRouter {
         operationId: 'resendEmailVerification',
         summary: 'Mail a new verification link (earlier links stop working)',
         tag: 'auth',
-        access: 'authenticated',
+        access: 'session',
         responses: { 202: { description: 'A link is on its way', schema: accepted } },
       },
       async (ctx, { auth }) => {
-        await resendVerification(deps, ctx.state.audit, sessionUserId(auth));
+        await resendVerification(deps, ctx.state.audit, auth.userId);
         ctx.status = 202;
         ctx.body = { message: 'A new verification link is on its way.' };
       },

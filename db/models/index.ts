@@ -95,6 +95,15 @@ export class PasswordReset extends Model<InferAttributes<PasswordReset>, InferCr
   declare createdAt: CreationOptional<Date>;
 }
 
+export class EmailVerification extends Model<InferAttributes<EmailVerification>, InferCreationAttributes<EmailVerification>> {
+  declare id: CreationOptional<string>;
+  declare userId: ForeignKey<User['id']>;
+  declare tokenHash: string;
+  declare expiresAt: Date;
+  declare usedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+}
+
 export class Project extends Model<InferAttributes<Project>, InferCreationAttributes<Project>> {
   declare id: CreationOptional<string>;
   declare tenantId: ForeignKey<Tenant['id']>;
@@ -203,6 +212,16 @@ export function initModels(sequelize: Sequelize): void {
     },
     { ...common, tableName: 'password_resets', updatedAt: false },
   );
+  EmailVerification.init(
+    {
+      id,
+      tokenHash: { type: DataTypes.TEXT, allowNull: false },
+      expiresAt: { type: DataTypes.DATE, allowNull: false },
+      usedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'email_verifications', updatedAt: false },
+  );
   Project.init(
     {
       id,
@@ -242,4 +261,5 @@ export function initModels(sequelize: Sequelize): void {
   Project.belongsTo(Tenant, { foreignKey: 'tenantId' });
   RefreshToken.belongsTo(User, { foreignKey: 'userId' });
   PasswordReset.belongsTo(User, { foreignKey: 'userId' });
+  EmailVerification.belongsTo(User, { foreignKey: 'userId' });
 }
