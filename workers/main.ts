@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, createLlmActivities } from '../activities';
 import { createDatabase } from '../db';
 import { loadConfig } from '../lib/config';
@@ -11,6 +11,10 @@ import { ensureAuditRetentionSchedule } from './schedules';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.LOG_LEVEL, pretty: config.LOG_PRETTY ?? config.NODE_ENV === 'development', name: 'worker' });
+  // The SDK's own log goes through ours, warnings and errors only (its INFO includes a webpack report).
+  Runtime.install({
+    logger: new DefaultLogger('WARN', ({ level, message, meta }) => logger[level === 'ERROR' ? 'error' : 'warn']({ sdk: meta }, message)),
+  });
   const sequelize = createDatabase(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = await connectTemporal(config);
