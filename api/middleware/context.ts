@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Next } from 'koa';
 import type { AppContext } from '../state';
-import type { Logger } from '../../lib/logger';
+import { withLogContext, type Logger } from '../../lib/logger';
 import { AuditScope } from '../../services/audit';
 import { authenticate, type Principal } from '../../services/principal';
 import type { JwtSettings } from '../../services/tokens';
@@ -10,17 +10,21 @@ import { UnauthorizedError } from '../../lib/errors';
 const validRequestId = /^[A-Za-z0-9._-]{1,64}$/;
 const mutating = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** Request id (echoed, or minted), a child logger carrying it, and one access-log line. */
+/** Request id (echoed, or minted) on the response and on every log line of the request, and one access-log line. */
 export function requestContext(logger: Logger) {
-  return async (ctx: AppContext, next: Next): Promise<void> => {
+  return (ctx: AppContext, next: Next): Promise<void> => {
     const incoming = ctx.get('X-Request-Id');
     const requestId = validRequestId.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
-    ctx.state.log = logger.child({ requestId });
+    ctx.state.log = logger;
+    return withLogContext({ requestId }, () => handle(ctx, next));
+  };
+
+  async function handle(ctx: AppContext, next: Next): Promise<void> {
     ctx.state.audit = new AuditScope(
       { type: 'anonymous', id: null, tenantId: null },
-      { requestId, ip: ctx.ip, userAgent: ctx.get('User-Agent').slice(0, 512) || null },
+      { requestId: ctx.state.requestId, ip: ctx.ip, userAgent: ctx.get('User-Agent').slice(0, 512) || null },
     );
     const started = performance.now();
     try {
@@ -30,7 +34,7 @@ export function requestContext(logger: Logger) {
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? '(no route)';
       ctx.state.log.info({ method: ctx.method, route, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
     }
-  };
+  }
 }
 
 /** Resolves the bearer token, when one is sent, into `ctx.state.auth`; routes decide whether one is required. */

@@ -46,12 +46,15 @@ export interface TestApp {
 
 /**
  * The app wired to the services global-setup started, with mail going to a real SMTP server on
- * 127.0.0.1. Every call's response is validated against the OpenAPI document.
+ * 127.0.0.1. Every call's response is validated against the OpenAPI document. `logTo` captures
+ * the app's log lines (set LOG_LEVEL in `env` to see them).
+ *
+ * Models bind to one app's database pool at a time: in one file, close an app before starting another.
  */
-export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(env: Record<string, string> = {}, opts: { logTo?: NodeJS.WritableStream } = {}): Promise<TestApp> {
   const mailbox = await startMailbox();
   const config = loadConfig({ ...process.env, SMTP_URL: mailbox.url, ...env });
-  const logger = createLogger({ level: config.LOG_LEVEL });
+  const logger = createLogger({ level: config.LOG_LEVEL }, opts.logTo);
   const sequelize = createDatabase(config);
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
