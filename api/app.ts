@@ -17,6 +17,7 @@ import { auditLogsRouter } from './routes/audit-logs';
 import { authRouter } from './routes/auth';
 import { healthRouter } from './routes/health';
 import { invitationsRouter } from './routes/invitations';
+import { jobsRouter } from './routes/jobs';
 import { membersRouter } from './routes/members';
 import { projectsRouter } from './routes/projects';
 import type { AppState } from './state';
@@ -40,6 +41,7 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
     invitationsRouter(deps),
     membersRouter(deps),
     projectsRouter(deps),
+    jobsRouter(deps),
     apiTokensRouter(deps),
     auditLogsRouter(deps),
   ];

@@ -23,6 +23,14 @@ const problemSchema: JsonSchema = {
   },
 };
 
+const idempotencyKeyHeader: JsonSchema = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  description: 'Repeating the request with the same key within 24 hours returns the job it started; the same key with a different request answers 422.',
+  schema: { type: 'string', minLength: 1, maxLength: 255 },
+};
+
 /** Query and path schemas become one parameter per property. */
 function parameters(schema: ZodType | undefined, where: 'query' | 'path'): JsonSchema[] {
   if (!schema) return [];
@@ -53,7 +61,7 @@ export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: st
       summary: spec.summary,
       tags: [spec.tag],
       ...(spec.access === 'public' ? { security: [] } : { 'x-required-permission': spec.access }),
-      parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query')],
+      parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query'), ...(spec.idempotent ? [idempotencyKeyHeader] : [])],
       ...(spec.body
         ? { requestBody: { required: true, content: { 'application/json': { schema: schemaOf(spec.body, 'input') } } } }
         : {}),

@@ -34,6 +34,8 @@ export interface RouteSpec<B extends ZodType | undefined, Q extends ZodType | un
   body?: B;
   query?: Q;
   params?: P;
+  /** Starts a job: honours an `Idempotency-Key` header (see `idempotencyOf`). */
+  idempotent?: boolean;
   responses: Record<number, ResponseSpec>;
 }
 

@@ -40,24 +40,28 @@ export interface CreationOrderQuery {
 }
 
 /**
- * One page of rows oldest first, keyset-paginated on (created_at, id): pages stay stable while
- * rows are added, and ties on created_at are broken by id. `find` runs the actual query.
+ * One page of rows in creation order (oldest first, or newest first), keyset-paginated on
+ * (created_at, id): pages stay stable while rows are added, and ties on created_at are broken by
+ * id. `find` runs the actual query.
  */
 export async function pageInCreationOrder<T extends { id: string; createdAt: Date }>(
   request: PageRequest,
   find: (query: CreationOrderQuery) => Promise<T[]>,
+  opts: { newestFirst?: boolean } = {},
 ): Promise<Page<T>> {
   const cursor = decodeCursor(request.cursor);
+  const beyond = opts.newestFirst ? Op.lt : Op.gt;
+  const direction = opts.newestFirst ? 'DESC' : 'ASC';
   const after: WhereOptions = cursor?.createdAt
     ? {
         [Op.or]: [
-          { createdAt: { [Op.gt]: new Date(cursor.createdAt) } },
-          { createdAt: new Date(cursor.createdAt), id: { [Op.gt]: cursor.id } },
+          { createdAt: { [beyond]: new Date(cursor.createdAt) } },
+          { createdAt: new Date(cursor.createdAt), id: { [beyond]: cursor.id } },
         ],
       }
     : {};
   // One row more than asked tells whether another page follows.
-  const rows = await find({ after, order: [['createdAt', 'ASC'], ['id', 'ASC']], limit: request.limit + 1 });
+  const rows = await find({ after, order: [['createdAt', direction], ['id', direction]], limit: request.limit + 1 });
   const items = rows.slice(0, request.limit);
   const last = items.at(-1);
   return {

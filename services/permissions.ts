@@ -10,6 +10,9 @@ export const permissionMatrix = {
   'invitations:manage': ['admin'],
   'projects:read': ['admin', 'approver', 'member', 'viewer'],
   'projects:write': ['admin', 'member'],
+  'projects:delete': ['admin'],
+  'jobs:read': ['admin', 'approver', 'member', 'viewer'],
+  'jobs:control': ['admin', 'approver', 'member'],
   'apiTokens:manage': ['admin', 'approver', 'member'],
   /** Listing and revoking every token of the tenant; without it, a caller sees only its own tokens. */
   'apiTokens:manageAll': ['admin'],

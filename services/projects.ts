@@ -40,8 +40,9 @@ export async function createProject(sequelize: Sequelize, audit: AuditScope, ten
   );
 }
 
+/** A project of the tenant that is not being deleted (from the moment deletion starts, it is gone for clients). */
 export async function getProject(tenantId: string, id: string): Promise<Project> {
-  const project = await Project.findOne({ where: { id, tenantId } });
+  const project = await Project.findOne({ where: { id, tenantId, deletionJobId: null } });
   if (!project) throw new NotFoundError('Project');
   return project;
 }
@@ -51,7 +52,7 @@ export async function updateProject(sequelize: Sequelize, audit: AuditScope, ten
   return uniqueName(
     () =>
       sequelize.transaction(async (transaction) => {
-        const project = await Project.findOne({ where: { id, tenantId }, transaction, lock: transaction.LOCK.UPDATE });
+        const project = await Project.findOne({ where: { id, tenantId, deletionJobId: null }, transaction, lock: transaction.LOCK.UPDATE });
         if (!project) throw new NotFoundError('Project');
         await project.update(changes, { transaction });
         await audit.record({ action: 'project.update', resourceType: 'project', resourceId: id, details: { fields: Object.keys(changes) } }, transaction);
@@ -63,5 +64,5 @@ export async function updateProject(sequelize: Sequelize, audit: AuditScope, ten
 
 /** A tenant's projects, oldest first. */
 export async function listProjects(tenantId: string, request: PageRequest): Promise<Page<Project>> {
-  return pageInCreationOrder(request, ({ after, order, limit }) => Project.findAll({ where: { [Op.and]: [{ tenantId }, after] }, order, limit }));
+  return pageInCreationOrder(request, ({ after, order, limit }) => Project.findAll({ where: { [Op.and]: [{ tenantId, deletionJobId: null }, after] }, order, limit }));
 }

@@ -5,7 +5,7 @@ import { createDatabase } from '../db';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { connectTemporal } from '../lib/temporal';
-import { ensureAuditRetentionSchedule } from './schedules';
+import { ensureSchedules } from './schedules';
 
 /** Runs the workers of both task queues until SIGINT/SIGTERM, then drains and exits. */
 async function main(): Promise<void> {
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const client = await connectTemporal(config);
   const identity = `${process.pid}@${os.hostname()}`;
   const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
-  const deps = { sequelize };
+  const deps = { sequelize, temporal: client, config };
 
   const queues = [
     { taskQueue: config.TEMPORAL_TASK_QUEUE, workflowsPath: require.resolve('../workflows'), activities: createActivities(deps) },
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   // The SDK refuses a worker with nothing to run, so a queue without work yet gets no worker.
   const served = queues.filter((q) => q.workflowsPath !== undefined || Object.keys(q.activities).length > 0);
   const workers = await Promise.all(served.map((q) => Worker.create({ ...common, ...q })));
-  await ensureAuditRetentionSchedule(client, config.TEMPORAL_TASK_QUEUE, config.AUDIT_RETENTION_DAYS);
+  await ensureSchedules(client, config.TEMPORAL_TASK_QUEUE, config);
   logger.info({ identity, taskQueues: served.map((q) => q.taskQueue), namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
 
   // Worker.run() handles SIGINT/SIGTERM itself: it stops polling, lets running tasks finish, then resolves.

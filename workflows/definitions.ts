@@ -1,4 +1,5 @@
 import { defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery } from '@temporalio/workflow';
 
 /**
  * Everything client code shares with workflows: names, ids, search attributes, input types.
@@ -25,3 +26,39 @@ export interface AuditRetentionResult {
 
 /** One schedule per deployment (named after its task queue) archives expired audit rows daily. */
 export const auditRetentionScheduleId = (taskQueue: string) => `${taskQueue}-audit-retention`;
+
+/** Every kind of job; the workflow type of a job is its kind. */
+export const jobKinds = ['deleteProject'] as const;
+export type JobKind = (typeof jobKinds)[number];
+
+/** One job = one workflow id: `<kind>-<jobId>`. */
+export const jobWorkflowId = (kind: JobKind, jobId: string) => `${kind}-${jobId}`;
+
+/** What every job workflow is started with; kind-specific options travel in `params`. */
+export interface JobInput<P = Record<string, never>> {
+  jobId: string;
+  tenantId: string;
+  projectId: string | null;
+  params: P;
+}
+
+/** The live state a running job's workflow answers with. */
+export interface JobProgress {
+  stage: string;
+  counters: Record<string, number>;
+}
+export const progressQuery = defineQuery<JobProgress>('progress');
+
+export interface DeleteProjectParams {
+  /** Rows deleted per activity call. */
+  batchSize?: number;
+  /** Carried across continue-as-new: what earlier runs deleted, per kind. */
+  deletedSoFar?: Record<string, number>;
+}
+
+/** The kinds of a project's data deletion removes, in order; later features add theirs here. */
+export const projectDataKinds = ['jobs'] as const;
+export type ProjectDataKind = (typeof projectDataKinds)[number];
+
+/** The periodic sweep that reconciles job rows with their workflows, one per deployment. */
+export const jobReconciliationScheduleId = (taskQueue: string) => `${taskQueue}-job-reconciliation`;

@@ -1,1 +1,3 @@
 export { auditRetention } from './audit-retention';
+export { deleteProject } from './delete-project';
+export { reconcileJobs } from './reconcile-jobs';

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { Project } from '../../db';
 import { createProject, getProject, listProjects, updateProject } from '../../services/projects';
+import { startProjectDeletion } from '../../services/project-deletion';
 import type { AppDeps } from '../app';
+import { acceptedJob, idempotencyOf, jobSchema, requesterOf } from '../jobs-view';
 import { ApiRouter } from '../route';
 import { idParams, page, pageQuery, timestamp } from '../schemas';
 
@@ -29,7 +31,8 @@ const view = (p: Project) => ({
   updatedAt: p.updatedAt.toISOString(),
 });
 
-export function projectsRouter({ sequelize }: AppDeps): ApiRouter {
+export function projectsRouter(deps: AppDeps): ApiRouter {
+  const { sequelize } = deps;
   return new ApiRouter()
     .add(
       {
@@ -94,6 +97,28 @@ export function projectsRouter({ sequelize }: AppDeps): ApiRouter {
       },
       async (ctx, { params, body, auth }) => {
         ctx.body = view(await updateProject(sequelize, ctx.state.audit, auth.tenantId, params.id, body));
+      },
+    )
+    .add(
+      {
+        method: 'delete',
+        path: '/projects/:id',
+        operationId: 'deleteProject',
+        summary: 'Delete a project and all its data, as a job (the project is hidden at once)',
+        tag: 'projects',
+        access: 'projects:delete',
+        params: idParams,
+        idempotent: true,
+        responses: { 202: { description: 'The deletion job', schema: jobSchema } },
+      },
+      async (ctx, { params, auth }) => {
+        const { job } = await startProjectDeletion(deps, ctx.state.audit, {
+          tenantId: auth.tenantId,
+          projectId: params.id,
+          requestedBy: requesterOf(ctx),
+          idempotency: idempotencyOf(ctx, params),
+        });
+        acceptedJob(ctx, job);
       },
     );
 }

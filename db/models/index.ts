@@ -111,8 +111,59 @@ export class Project extends Model<InferAttributes<Project>, InferCreationAttrib
   declare description: CreationOptional<string>;
   declare settings: CreationOptional<Record<string, unknown>>;
   declare createdBy: string | null;
+  /** Set from the moment a deletion job starts: the project is hidden from then on. */
+  declare deletionJobId: CreationOptional<string | null>;
   declare createdAt: CreationOptional<Date>;
   declare updatedAt: CreationOptional<Date>;
+}
+
+export const jobStatuses = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof jobStatuses)[number];
+export const terminalJobStatuses: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
+
+export interface JobError {
+  message: string;
+  type?: string;
+}
+
+export class Job extends Model<InferAttributes<Job>, InferCreationAttributes<Job>> {
+  declare id: CreationOptional<string>;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare projectId: string | null;
+  declare kind: string;
+  declare workflowId: string;
+  declare title: string;
+  declare status: CreationOptional<JobStatus>;
+  declare stage: CreationOptional<string | null>;
+  declare counters: CreationOptional<Record<string, number>>;
+  declare error: CreationOptional<JobError | null>;
+  declare params: CreationOptional<Record<string, unknown>>;
+  declare requestedBy: string;
+  declare retryOf: CreationOptional<string | null>;
+  declare lastEventSeq: CreationOptional<number>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+  declare startedAt: CreationOptional<Date | null>;
+  declare finishedAt: CreationOptional<Date | null>;
+}
+
+export class JobEvent extends Model<InferAttributes<JobEvent>, InferCreationAttributes<JobEvent>> {
+  declare id: CreationOptional<string>; // bigint, returned as a string by pg
+  declare jobId: ForeignKey<Job['id']>;
+  declare seq: number;
+  declare type: string;
+  declare data: CreationOptional<Record<string, unknown>>;
+  declare dedupeKey: string | null;
+  declare createdAt: CreationOptional<Date>;
+}
+
+export class IdempotencyKey extends Model<InferAttributes<IdempotencyKey>, InferCreationAttributes<IdempotencyKey>> {
+  declare tenantId: string;
+  declare route: string;
+  declare key: string;
+  declare requestHash: string;
+  declare jobId: string;
+  declare createdAt: CreationOptional<Date>;
 }
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
@@ -229,10 +280,55 @@ export function initModels(sequelize: Sequelize): void {
       description: { type: DataTypes.TEXT, allowNull: false, defaultValue: '' },
       settings: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
       createdBy: DataTypes.UUID,
+      deletionJobId: DataTypes.UUID,
       createdAt: DataTypes.DATE,
       updatedAt: DataTypes.DATE,
     },
     { ...common, tableName: 'projects' },
+  );
+  Job.init(
+    {
+      id,
+      projectId: DataTypes.UUID,
+      kind: { type: DataTypes.TEXT, allowNull: false },
+      workflowId: { type: DataTypes.TEXT, allowNull: false },
+      title: { type: DataTypes.TEXT, allowNull: false },
+      status: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'queued' },
+      stage: DataTypes.TEXT,
+      counters: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      error: DataTypes.JSONB,
+      params: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      requestedBy: { type: DataTypes.TEXT, allowNull: false },
+      retryOf: DataTypes.UUID,
+      lastEventSeq: { type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 },
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+      startedAt: DataTypes.DATE,
+      finishedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'jobs' },
+  );
+  JobEvent.init(
+    {
+      id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
+      seq: { type: DataTypes.INTEGER, allowNull: false },
+      type: { type: DataTypes.TEXT, allowNull: false },
+      data: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      dedupeKey: DataTypes.TEXT,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'job_events', updatedAt: false },
+  );
+  IdempotencyKey.init(
+    {
+      tenantId: { type: DataTypes.UUID, primaryKey: true },
+      route: { type: DataTypes.TEXT, primaryKey: true },
+      key: { type: DataTypes.TEXT, primaryKey: true },
+      requestHash: { type: DataTypes.TEXT, allowNull: false },
+      jobId: { type: DataTypes.UUID, allowNull: false },
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'idempotency_keys', updatedAt: false },
   );
   AuditLog.init(
     {
@@ -262,4 +358,6 @@ export function initModels(sequelize: Sequelize): void {
   RefreshToken.belongsTo(User, { foreignKey: 'userId' });
   PasswordReset.belongsTo(User, { foreignKey: 'userId' });
   EmailVerification.belongsTo(User, { foreignKey: 'userId' });
+  Job.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  JobEvent.belongsTo(Job, { foreignKey: 'jobId' });
 }

@@ -53,7 +53,8 @@ export interface TestApp {
  */
 export async function startTestApp(env: Record<string, string> = {}, opts: { logTo?: NodeJS.WritableStream } = {}): Promise<TestApp> {
   const mailbox = await startMailbox();
-  const config = loadConfig({ ...process.env, SMTP_URL: mailbox.url, ...env });
+  // A task queue of its own per app: a suite's workflows run only on the suite's workers.
+  const config = loadConfig({ ...process.env, SMTP_URL: mailbox.url, TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...env });
   const logger = createLogger({ level: config.LOG_LEVEL }, opts.logTo);
   const sequelize = createDatabase(config);
   const temporal = await connectTemporal(config);

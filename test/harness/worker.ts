@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../activities';
 import type { TestApp } from './index';
@@ -9,8 +8,8 @@ let runtimeInstalled = false;
 export const workflowBundle = { codePath: process.env.AUDITFLOW_TEST_WORKFLOW_BUNDLE ?? '' };
 
 /**
- * A real worker on a task queue of the suite's own, running our workflows (from the shared
- * bundle) and activities against the test database. Close its connection when done.
+ * A real worker on the app's own task queue, running our workflows (from the shared bundle) and
+ * activities against the test database. Close its connection when done.
  */
 export async function createTestWorker(t: TestApp, options: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; taskQueue: string; connection: NativeConnection }> {
   if (!runtimeInstalled) {
@@ -19,13 +18,13 @@ export async function createTestWorker(t: TestApp, options: Partial<WorkerOption
     runtimeInstalled = true;
   }
   const connection = await NativeConnection.connect({ address: t.config.TEMPORAL_ADDRESS });
-  const taskQueue = `test-${randomUUID()}`;
+  const taskQueue = t.config.TEMPORAL_TASK_QUEUE;
   const worker = await Worker.create({
     connection,
     namespace: t.config.TEMPORAL_NAMESPACE,
     taskQueue,
     workflowBundle,
-    activities: createActivities({ sequelize: t.sequelize }),
+    activities: createActivities({ sequelize: t.sequelize, temporal: t.temporal, config: t.config }),
     ...options,
   });
   return { worker, taskQueue, connection };

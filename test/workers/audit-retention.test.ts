@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
-import { ensureAuditRetentionSchedule } from '../../workers/schedules';
-import { auditRetentionScheduleId } from '../../workflows/definitions';
+import { ensureSchedules } from '../../workers/schedules';
+import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 import { startTestApp, type TestApp } from '../harness';
 import { createTestWorker, workflowBundle } from '../harness/worker';
 
@@ -38,15 +38,19 @@ describe('audit retention workflow', () => {
     await Worker.runReplayHistory({ workflowBundle }, await handle.fetchHistory());
   });
 
-  it('is scheduled daily with the configured retention, idempotently', async () => {
+  it('is scheduled daily with the configured retention, idempotently, beside the job reconciliation sweep', async () => {
     const taskQueue = `test-schedule-${randomUUID()}`;
-    await ensureAuditRetentionSchedule(t.temporal, taskQueue, 90);
-    await ensureAuditRetentionSchedule(t.temporal, taskQueue, 30);
+    await ensureSchedules(t.temporal, taskQueue, { AUDIT_RETENTION_DAYS: 90 });
+    await ensureSchedules(t.temporal, taskQueue, { AUDIT_RETENTION_DAYS: 30 });
     const handle = t.temporal.schedule.getHandle(auditRetentionScheduleId(taskQueue));
     const schedule = await handle.describe();
     expect(schedule.action).toMatchObject({ type: 'startWorkflow', workflowType: 'auditRetention', args: [{ retentionDays: 30 }] });
     expect(schedule.spec.intervals?.[0]?.every).toBe(86_400_000);
     expect(schedule.action).toMatchObject({ taskQueue });
     await handle.delete();
+
+    const sweep = t.temporal.schedule.getHandle(jobReconciliationScheduleId(taskQueue));
+    expect((await sweep.describe()).action).toMatchObject({ workflowType: 'reconcileJobs', taskQueue });
+    await sweep.delete();
   });
 });

@@ -1,0 +1,22 @@
+import type { JobError, JobStatus } from '../db';
+import { reconcileOpenJobs, recordJobEvent, type JobsDeps } from '../services/jobs';
+
+/** How every job workflow reports to its row: started, progress, finished. Each write is idempotent. */
+export function createJobActivities(deps: JobsDeps) {
+  return {
+    async markJobRunning(jobId: string): Promise<void> {
+      await recordJobEvent(deps.sequelize, jobId, { type: 'running', status: 'running', dedupeKey: 'running' });
+    },
+    /** `step` names this report uniquely within the job, so a retried activity writes it once. */
+    async reportJobProgress(jobId: string, step: string, progress: { stage: string; counters: Record<string, number> }): Promise<void> {
+      await recordJobEvent(deps.sequelize, jobId, { type: 'progress', ...progress, dedupeKey: `progress:${step}` });
+    },
+    async finishJob(jobId: string, outcome: { status: Extract<JobStatus, 'completed' | 'failed' | 'cancelled'>; counters?: Record<string, number>; error?: JobError }): Promise<void> {
+      await recordJobEvent(deps.sequelize, jobId, { type: outcome.status, ...outcome, dedupeKey: 'terminal' });
+    },
+    /** The periodic sweep: closes rows whose workflows ended without telling us. */
+    async reconcileOpenJobs(idleSeconds: number): Promise<number> {
+      return reconcileOpenJobs(deps, idleSeconds * 1000);
+    },
+  };
+}

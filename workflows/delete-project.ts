@@ -1,0 +1,80 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ContinueAsNew,
+  continueAsNew,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { progressQuery, projectDataKinds, type DeleteProjectParams, type JobInput, type JobProgress } from './definitions';
+
+const { markJobRunning, reportJobProgress, finishJob, countProjectData, deleteProjectRecord, restoreProject } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumInterval: '30 seconds' },
+});
+// Batches heartbeat: a dead worker's batch is retried elsewhere within seconds, and cancellation reaches it.
+const { deleteProjectDataBatch } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '5 seconds',
+  retry: { maximumInterval: '30 seconds' },
+});
+
+const DEFAULT_BATCH_SIZE = 500;
+
+/**
+ * Deletes a project: its data kind by kind, in batches, then the project row. Cancelled, it puts
+ * the project back in view with whatever is left; a long deletion continues as new to keep its
+ * history short.
+ */
+export async function deleteProject(input: JobInput<DeleteProjectParams>): Promise<Record<string, number>> {
+  const { jobId, projectId, params } = input;
+  const progress: JobProgress = { stage: 'starting', counters: { ...params.deletedSoFar } };
+  setHandler(progressQuery, () => progress);
+  if (!projectId) throw ApplicationFailure.nonRetryable('deleteProject needs a project id.');
+  const batchSize = params.batchSize ?? DEFAULT_BATCH_SIZE;
+
+  try {
+    await markJobRunning(jobId);
+    for (const kind of projectDataKinds) {
+      progress.stage = `deleting ${kind}`;
+      const deletedBefore = progress.counters[kind] ?? 0;
+      const total = await countProjectData(kind, projectId, jobId);
+      let remaining = total;
+      while (remaining > 0) {
+        if (workflowInfo().continueAsNewSuggested) {
+          await continueAsNew<typeof deleteProject>({ ...input, params: { ...params, deletedSoFar: progress.counters } });
+        }
+        remaining = await deleteProjectDataBatch(kind, projectId, jobId, batchSize);
+        progress.counters[kind] = deletedBefore + total - remaining;
+        await reportJobProgress(jobId, `${kind}:${progress.counters[kind]}`, progress);
+      }
+    }
+    progress.stage = 'deleting project';
+    await deleteProjectRecord(projectId, jobId);
+    progress.stage = 'completed';
+    await finishJob(jobId, { status: 'completed', counters: progress.counters });
+    return progress.counters;
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    // Cleanup must run even though the workflow itself is being cancelled.
+    await CancellationScope.nonCancellable(async () => {
+      if (isCancellation(err)) {
+        await restoreProject(projectId, jobId);
+        await finishJob(jobId, { status: 'cancelled', counters: progress.counters });
+      } else {
+        await finishJob(jobId, { status: 'failed', counters: progress.counters, error: { message: failureMessage(err) } });
+      }
+    });
+    throw err;
+  }
+}
+
+/** The innermost cause says what went wrong (an activity failure wraps the error the activity threw). */
+function failureMessage(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
