@@ -1,4 +1,4 @@
-import { heartbeat } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { deleteProjectDataBatch, deleteProjectRecord, remainingProjectData, restoreProject } from '../services/project-deletion';
 import type { JobsDeps } from '../services/jobs';
 import type { ProjectDataKind } from '../workflows/definitions';
@@ -8,10 +8,20 @@ export function createProjectDeletionActivities(deps: JobsDeps) {
     async countProjectData(kind: ProjectDataKind, projectId: string, deletionJobId: string): Promise<number> {
       return remainingProjectData(kind, projectId, deletionJobId);
     },
-    /** One batch; returns what remains. Heartbeats, so a cancellation or a dead worker is noticed. */
+    /**
+     * One batch; returns what remains. It heartbeats all the while (a batch waiting on a lock is
+     * alive, a dead worker's batch is retried elsewhere), and a cancellation that arrives
+     * meanwhile rolls the batch back instead of deleting behind the cleanup's back.
+     */
     async deleteProjectDataBatch(kind: ProjectDataKind, projectId: string, deletionJobId: string, batchSize: number): Promise<number> {
-      heartbeat();
-      return deleteProjectDataBatch(deps, kind, projectId, deletionJobId, batchSize);
+      const activity = Context.current();
+      activity.heartbeat();
+      const beat = setInterval(() => activity.heartbeat(), 1000);
+      try {
+        return await deleteProjectDataBatch(deps, kind, projectId, deletionJobId, batchSize, activity.cancellationSignal);
+      } finally {
+        clearInterval(beat);
+      }
     },
     async deleteProjectRecord(projectId: string, deletionJobId: string): Promise<void> {
       await deleteProjectRecord(projectId, deletionJobId);

@@ -41,9 +41,22 @@ export async function startProjectDeletion(deps: JobsDeps, audit: AuditScope, re
   });
 }
 
-const finishedJobsOf = (projectId: string, deletionJobId: string) => ({
+/**
+ * The deletion job and the earlier attempts it retries (`retryOf`, transitively): the deletion's
+ * own history, kept. Deleting an attempt would also cut its retry's `retryOf` link (SET NULL).
+ */
+async function deletionAttempts(deletionJobId: string, transaction?: Transaction): Promise<string[]> {
+  const ids: string[] = [];
+  for (let id: string | null = deletionJobId; id && !ids.includes(id); ) {
+    ids.push(id);
+    id = (await Job.findByPk(id, { attributes: ['retryOf'], transaction }))?.retryOf ?? null;
+  }
+  return ids;
+}
+
+const finishedJobsOf = async (projectId: string, deletionJobId: string, transaction?: Transaction) => ({
   projectId,
-  id: { [Op.ne]: deletionJobId },
+  id: { [Op.notIn]: await deletionAttempts(deletionJobId, transaction) },
   status: { [Op.in]: terminalJobStatuses },
 });
 
@@ -52,11 +65,11 @@ type Counter = (projectId: string, deletionJobId: string) => Promise<number>;
 
 /** For each kind of project data: how much is left, and how to delete one batch of it. */
 const projectData: Record<ProjectDataKind, { remaining: Counter; deleteBatch: BatchDeleter }> = {
-  // The project's finished jobs (and, by cascade, their events), never the deletion itself.
+  // The project's finished jobs (and, by cascade, their events), never the deletion itself nor the attempts it retries.
   jobs: {
-    remaining: (projectId, deletionJobId) => Job.count({ where: finishedJobsOf(projectId, deletionJobId) }),
+    remaining: async (projectId, deletionJobId) => Job.count({ where: await finishedJobsOf(projectId, deletionJobId) }),
     async deleteBatch(projectId, deletionJobId, batchSize, transaction) {
-      const batch = await Job.findAll({ attributes: ['id'], where: finishedJobsOf(projectId, deletionJobId), order: [['createdAt', 'ASC']], limit: batchSize, transaction });
+      const batch = await Job.findAll({ attributes: ['id'], where: await finishedJobsOf(projectId, deletionJobId, transaction), order: [['createdAt', 'ASC']], limit: batchSize, transaction });
       return Job.destroy({ where: { id: batch.map((j) => j.id) }, transaction });
     },
   },
@@ -66,9 +79,22 @@ export function remainingProjectData(kind: ProjectDataKind, projectId: string, d
   return projectData[kind].remaining(projectId, deletionJobId);
 }
 
-/** Deletes one batch; idempotent (a retry deletes what is left). Returns how much remains. */
-export async function deleteProjectDataBatch(deps: Pick<JobsDeps, 'sequelize'>, kind: ProjectDataKind, projectId: string, deletionJobId: string, batchSize: number): Promise<number> {
-  await deps.sequelize.transaction((transaction) => projectData[kind].deleteBatch(projectId, deletionJobId, batchSize, transaction));
+/**
+ * Deletes one batch; idempotent (a retry deletes what is left). Returns how much remains. When
+ * `cancelled` fires before the batch commits, the batch is rolled back.
+ */
+export async function deleteProjectDataBatch(
+  deps: Pick<JobsDeps, 'sequelize'>,
+  kind: ProjectDataKind,
+  projectId: string,
+  deletionJobId: string,
+  batchSize: number,
+  cancelled?: AbortSignal,
+): Promise<number> {
+  await deps.sequelize.transaction(async (transaction) => {
+    await projectData[kind].deleteBatch(projectId, deletionJobId, batchSize, transaction);
+    cancelled?.throwIfAborted();
+  });
   return remainingProjectData(kind, projectId, deletionJobId);
 }
 

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { startTestApp } from '../harness';
 import { runEntry } from '../harness/processes';
+import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 
 describe('the worker process (workers/main.ts)', () => {
   it('serves both task queues, logs its identity, and drains and exits cleanly on SIGTERM', async () => {
@@ -19,6 +21,12 @@ describe('the worker process (workers/main.ts)', () => {
       expect(worker.output()).toMatch(/"msg":"worker stopped"/);
     } finally {
       worker.child.kill('SIGKILL');
+      // The worker created its queue's schedules at start: remove them, they would outlive the test.
+      const t = await startTestApp();
+      for (const id of [auditRetentionScheduleId(queue), jobReconciliationScheduleId(queue)]) {
+        await t.temporal.schedule.getHandle(id).delete().catch(() => undefined);
+      }
+      await t.close();
     }
   });
 });

@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { History } from '@temporalio/common/lib/proto-utils';
+import * as proto from '@temporalio/proto';
+import { Job } from '../../db';
+import { AuditScope } from '../../services/audit';
+import { cancelJob, type JobsDeps } from '../../services/jobs';
+import { startProjectDeletion } from '../../services/project-deletion';
+import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import { createTestWorker } from '../harness/worker';
+import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/deletion-fixtures';
+
+/**
+ * The reference histories of the determinism guard (test/workflows/replay.test.ts): one per
+ * workflow kind and outcome, recorded by running the real workflows on a test worker, committed
+ * under test/histories/, and replayed against the current workflow code on every test run.
+ */
+
+/** Every history the guard requires, as `<workflow type>-<outcome>`. */
+export const historyNames = ['deleteProject-completed', 'deleteProject-cancelled', 'auditRetention-completed', 'reconcileJobs-completed'] as const;
+export type HistoryName = (typeof historyNames)[number];
+
+export const historiesDir = path.resolve(__dirname, '../histories');
+export const historyFile = (name: string) => path.join(historiesDir, `${name}.json`);
+
+/** Worker and client identity written into the histories (instead of pid@hostname of whoever recorded them). */
+const RECORDER = 'auditflow-history-recorder';
+
+interface Recording {
+  t: TestApp;
+  /** A client over the app's connection that signs its requests as the recorder. */
+  deps: JobsDeps;
+  admin: Member;
+}
+
+type Recorder = (r: Recording) => Promise<WorkflowHandle>;
+
+async function settled(handle: WorkflowHandle): Promise<WorkflowHandle> {
+  try {
+    await handle.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err; // a cancelled workflow rejects with its cancellation
+  }
+  return handle;
+}
+
+/** A project with `rows` finished jobs and a deletion of it started with `batchSize`. */
+async function startDeletion(r: Recording, rows: number, batchSize: number, lockedRow?: number) {
+  const project = (await r.t.post('/api/v1/projects', { name: `history-${randomUUID()}` }, { token: r.admin.accessToken })).body;
+  const seeded = await seedFinishedJobs(r.admin.tenantId, project.id, rows);
+  const lock = lockedRow === undefined ? undefined : await lockJobRow(seeded[lockedRow] ?? '');
+  const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+  const { job } = await startProjectDeletion(r.deps, audit, { tenantId: r.admin.tenantId, projectId: project.id, requestedBy: `user:${r.admin.userId}`, params: { batchSize } });
+  return { job, lock, audit, handle: r.deps.temporal.workflow.getHandle(job.workflowId) };
+}
+
+const recorders: Record<HistoryName, Recorder> = {
+  // Three rows in batches of two: the batch loop runs twice, then the project row goes.
+  async 'deleteProject-completed'(r) {
+    const { handle } = await startDeletion(r, 3, 2);
+    return settled(handle);
+  },
+  // Batches of one; the second waits on a row lock, and the job is cancelled as the API does it.
+  async 'deleteProject-cancelled'(r) {
+    const { job, lock, audit, handle } = await startDeletion(r, 3, 1, 1);
+    if (!lock) throw new Error('unreachable');
+    try {
+      await waitUntil('the first batch is recorded and the second waits for the row lock', async () => {
+        const row = await Job.findByPk(job.id, { rejectOnEmpty: true });
+        return row.counters.jobs === 1 && (await backendsBlockedBy(r.t.sequelize, lock.pid)) > 0;
+      });
+      await cancelJob(r.deps, audit, r.admin.tenantId, job.id);
+      return await settled(handle);
+    } finally {
+      // The waiting batch does not watch for cancellation: it finishes (and the worker can stop) once the lock goes.
+      await lock.release();
+    }
+  },
+  // Both housekeeping workflows are recorded with arguments that leave other suites' rows alone.
+  async 'auditRetention-completed'(r) {
+    const handle = await r.deps.temporal.workflow.start('auditRetention', {
+      taskQueue: r.t.config.TEMPORAL_TASK_QUEUE,
+      workflowId: `history-audit-retention-${randomUUID()}`,
+      args: [{ retentionDays: 36_500 }],
+    });
+    return settled(handle);
+  },
+  async 'reconcileJobs-completed'(r) {
+    const handle = await r.deps.temporal.workflow.start('reconcileJobs', {
+      taskQueue: r.t.config.TEMPORAL_TASK_QUEUE,
+      workflowId: `history-reconcile-jobs-${randomUUID()}`,
+      args: [10 * 365 * 86_400],
+    });
+    return settled(handle);
+  },
+};
+
+/*
+ * History files are ProtoJSON, the form `temporal workflow show --output json` and the Web UI's
+ * download write. @temporalio/common's historyToJSON/historyFromJSON would do, but they hand a
+ * type of @temporalio/proto's protobufjs copy to the ProtoJSON code of their own copy, and with
+ * two copies installed (our lockfile nests one under each @temporalio package, beside grpc's
+ * protobufjs 7) protobufjs refuses: "type must be a Type". The same conversion with the ProtoJSON
+ * code of @temporalio/proto's own copy works whatever the layout.
+ */
+interface ProtoJson {
+  toJson(type: unknown, message: unknown): unknown;
+  fromJson(type: unknown, json: unknown, options: { ignoreUnknownFields: boolean }): unknown;
+}
+const protoJson = createRequire(require.resolve('@temporalio/proto'))('protobufjs/ext/protojson') as ProtoJson;
+const historyType = (proto as unknown as { lookupType(name: string): unknown }).lookupType('temporal.api.history.v1.History');
+
+/** A history as the text of a history file (indented, for review). */
+export function historyFileText(history: History): string {
+  const json = protoJson.toJson(historyType, proto.temporal.api.history.v1.History.fromObject(history));
+  return `${JSON.stringify(json, null, 2)}\n`;
+}
+
+/** Reads a history file (ours, or one downloaded from the Web UI or the CLI). */
+export function readHistoryFile(file: string): History {
+  return protoJson.fromJson(historyType, JSON.parse(readFileSync(file, 'utf8')), { ignoreUnknownFields: true }) as History;
+}
+
+/**
+ * Runs the named workflows to their outcome on a test worker of a fresh app and writes their
+ * histories to test/histories/, overwriting what is there. Needs the services of global-setup.
+ */
+export async function recordHistories(names: readonly HistoryName[]): Promise<void> {
+  const t = await startTestApp();
+  try {
+    const { worker, connection } = await createTestWorker(t, { identity: RECORDER });
+    const temporal = new Client({ connection: t.temporal.connection, namespace: t.config.TEMPORAL_NAMESPACE, identity: RECORDER });
+    const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config }, admin: await registerTenant(t, 'recorder') };
+    try {
+      const handles = await worker.runUntil(async () => {
+        const done: [HistoryName, WorkflowHandle][] = [];
+        for (const name of names) done.push([name, await recorders[name](recording)]);
+        return done;
+      });
+      await mkdir(historiesDir, { recursive: true });
+      for (const [name, handle] of handles) await writeFile(historyFile(name), historyFileText(await handle.fetchHistory()));
+    } finally {
+      await connection.close();
+    }
+  } finally {
+    await t.close();
+  }
+}
