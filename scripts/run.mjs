@@ -2,7 +2,7 @@
 // real entry point. Plain Node ESM with no dependencies, because it runs before `npm install`.
 //
 //   node scripts/run.mjs dev            -> scripts/dev.ts (API + worker + Temporal + Postgres)
-//   node scripts/run.mjs test [args…]   -> jest [args…]
+//   node scripts/run.mjs test [args…]   -> jest [args…] (also installs Chromium for the Web UI test)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, utimesSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -123,7 +123,42 @@ function ensureTemporalCli() {
   fail('cannot install the Temporal CLI (pip and go install both failed). Install `temporal` on PATH.');
 }
 
-// (c) run the entry point as a child; relay stop signals; exit with its code.
+// (c) Chromium, for test/jobs/web-ui.test.ts (playwright-core drives the Temporal Web UI with a
+// headless browser; playwright-core downloads none). $CHROMIUM_PATH, /usr/bin/chromium or
+// `chromium` on PATH, else Debian's `chromium` package through apt-get (needs root).
+const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+
+function chromiumWorks(chromiumPath) {
+  return spawnSync(chromiumPath, ['--version'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+}
+
+function ensureChromium() {
+  const preset = process.env.CHROMIUM_PATH;
+  if (preset) {
+    if (existsSync(preset) && chromiumWorks(preset)) return preset;
+    fail(`CHROMIUM_PATH=${preset} is not a working Chromium (\`${preset} --version\` failed). Fix or unset it.`);
+  }
+  const found = [DEFAULT_CHROMIUM, findOnPath('chromium')].find((candidate) => candidate && existsSync(candidate));
+  if (found && chromiumWorks(found)) return found;
+
+  const howTo =
+    'Install it with `sudo apt-get install --no-install-recommends chromium` (Debian/Ubuntu), or point ' +
+    'CHROMIUM_PATH at a Chromium or Chrome binary.';
+  if (process.platform !== 'linux' || !findOnPath('apt-get')) fail(`Chromium not found (needed by the Web UI test) and apt-get is unavailable. ${howTo}`);
+  if (process.getuid?.() !== 0) fail(`Chromium not found (needed by the Web UI test) and we are not root, so apt-get cannot install it. ${howTo}`);
+
+  log('installing Chromium (apt-get update && apt-get install -y --no-install-recommends chromium) …');
+  const startedAt = Date.now();
+  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const ok =
+    runStep('apt-get', ['update'], { env: aptEnv }) &&
+    runStep('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env: aptEnv });
+  if (!ok || !existsSync(DEFAULT_CHROMIUM) || !chromiumWorks(DEFAULT_CHROMIUM)) fail(`installing Chromium with apt-get failed. ${howTo}`);
+  log(`installed Chromium in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+  return DEFAULT_CHROMIUM;
+}
+
+// (d) run the entry point as a child; relay stop signals; exit with its code.
 // `ownSession`: the child and everything it starts leave the terminal's process group, so a
 // Ctrl-C reaches only us and the child is told once, through the relay; dev.ts then stops the
 // API and worker before the servers they drain against. (Not for jest: watch mode needs the tty.)
@@ -163,6 +198,7 @@ if (mode === 'dev') {
   // exit codes need no extra relay.
   runChild(process.execPath, ['--import', 'tsx', path.join('scripts', 'dev.ts'), ...extraArgs], childEnv, { ownSession: true });
 } else {
+  childEnv.CHROMIUM_PATH = path.resolve(ensureChromium());
   const jestCli = path.join(repoRoot, 'node_modules', 'jest', 'bin', 'jest.js');
   runChild(process.execPath, [jestCli, ...extraArgs], childEnv);
 }
