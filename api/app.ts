@@ -5,6 +5,7 @@ import type { Sequelize } from 'sequelize';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { Mailer } from '../lib/mailer';
+import type { PgListener } from '../lib/pg-listener';
 import { docsRouter } from './docs';
 import { jsonBody } from './middleware/body';
 import { auditEveryChange, bearerAuth, requestContext } from './middleware/context';
@@ -28,6 +29,8 @@ export interface AppDeps {
   temporal: Client;
   logger: Logger;
   mailer: Mailer;
+  /** Wakes job event streams when a job event is written, by this instance or any other process. */
+  jobEvents: PgListener;
 }
 
 export const API_PREFIX = '/api/v1';

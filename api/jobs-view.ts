@@ -57,8 +57,9 @@ const validKey = /^[\x21-\x7e]{1,255}$/;
 
 /** The request's Idempotency-Key, scoped to its route and bound to what it asks for. */
 export function idempotencyOf(ctx: Ctx, request: unknown): Idempotency | undefined {
+  // An empty header is a key too (an invalid one): the client expects protection it would not get.
+  if (ctx.headers['idempotency-key'] === undefined) return undefined;
   const key = ctx.get('Idempotency-Key');
-  if (!key) return undefined;
   if (!validKey.test(key)) throw new ValidationError('Invalid Idempotency-Key.', [{ path: 'header.Idempotency-Key', message: 'must be 1 to 255 printable ASCII characters' }]);
   return { route: `${ctx.method} ${String(ctx._matchedRoute ?? ctx.path)}`, key, requestHash: requestDigest(request) };
 }

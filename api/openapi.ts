@@ -52,7 +52,7 @@ export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: st
     for (const [status, r] of Object.entries(spec.responses)) {
       responses[status] = {
         description: r.description,
-        ...(r.schema ? { content: { 'application/json': { schema: schemaOf(r.schema, 'output') } } } : {}),
+        ...(r.schema ? { content: { [r.mediaType ?? 'application/json']: { schema: schemaOf(r.schema, 'output') } } } : {}),
       };
     }
     responses.default = { description: 'An error', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };

@@ -10,6 +10,8 @@ export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete';
 export interface ResponseSpec {
   description: string;
   schema?: ZodType;
+  /** The body's media type when it is not JSON (e.g. `text/event-stream`, with a string schema). */
+  mediaType?: string;
 }
 
 /** What a route declares: the OpenAPI document and the request validation both come from it. */

@@ -3,6 +3,7 @@ import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createMailer } from '../lib/mailer';
 import { connectTemporal } from '../lib/temporal';
+import { listenForJobEvents } from '../services/job-event-stream';
 import path from 'node:path';
 import { createApp } from './app';
 
@@ -13,7 +14,8 @@ async function main(): Promise<void> {
   const sequelize = createDatabase(config);
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: path.join(config.AUDITFLOW_DATA_DIR, 'mail') });
-  const app = createApp({ config, sequelize, temporal, logger, mailer });
+  const jobEvents = await listenForJobEvents(config, logger);
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents });
   const server = app.listen(config.API_PORT, config.API_HOST, () => {
     logger.info({ url: `http://localhost:${config.API_PORT}/api/v1`, docs: `http://localhost:${config.API_PORT}/docs` }, 'API listening');
   });
@@ -21,7 +23,7 @@ async function main(): Promise<void> {
     logger.info('API stopping');
     server.close(() => {
       mailer.close();
-      void Promise.allSettled([temporal.connection.close(), sequelize.close()]).then(() => process.exit(0));
+      void Promise.allSettled([temporal.connection.close(), sequelize.close(), jobEvents.close()]).then(() => process.exit(0));
     });
     server.closeAllConnections();
   };

@@ -31,6 +31,7 @@ export const configSchema = z
     TRUST_PROXY_HOPS: int(1, 10).default(1),
     CORS_ORIGINS: list.default([]),
     BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
+    SSE_HEARTBEAT_SECONDS: int(1, 300).default(15),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     LOG_PRETTY: bool.optional(),
 

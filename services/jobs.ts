@@ -255,7 +255,12 @@ export async function reconcileJob(deps: JobsDeps, job: Job): Promise<Job> {
   }
   const status = workflowStatus === 'NOT_FOUND' ? 'failed' : closedWorkflowStatus[workflowStatus];
   if (!status) return job;
-  const outside = status === 'completed' ? undefined : { message: `The workflow ended as ${workflowStatus.toLowerCase().replace('_', ' ')} outside AuditFlow.` };
+  const outside =
+    status === 'completed'
+      ? undefined
+      : workflowStatus === 'NOT_FOUND'
+        ? { message: 'The workflow was never started (or no longer exists); retry the job to run it.' }
+        : { message: `The workflow ended as ${workflowStatus.toLowerCase().replace('_', ' ')} outside AuditFlow.` };
   const { job: updated } = await recordJobEvent(deps.sequelize, job.id, {
     type: status,
     status,
@@ -298,9 +303,19 @@ export async function liveProgress(deps: JobsDeps, job: Job, timeoutMs = 2000): 
 /** Asks the workflow to cancel; its activities learn of it at their next heartbeat and clean up. */
 export async function cancelJob(deps: JobsDeps, audit: AuditScope, tenantId: string, id: string): Promise<Job> {
   const job = await reconcileJob(deps, await getJob(tenantId, id));
-  if (isTerminal(job.status)) throw new ConflictError(`The job has already ${job.status === 'completed' ? 'completed' : `ended (${job.status})`}.`);
-  await deps.temporal.workflow.getHandle(job.workflowId).cancel();
+  if (isTerminal(job.status)) throw alreadyEnded(job);
+  // Recorded before the workflow hears of it: its `cancelled` event can only come after this one.
+  const { job: requested } = await recordJobEvent(deps.sequelize, job.id, { type: 'cancel_requested', dedupeKey: 'cancel_requested' });
+  if (isTerminal(requested.status)) throw alreadyEnded(requested);
+  try {
+    await deps.temporal.workflow.getHandle(job.workflowId).cancel();
+  } catch (err) {
+    // The workflow closed in the meantime: say how it ended, not that the job is missing.
+    const closed = err instanceof WorkflowNotFoundError ? await reconcileJob(deps, requested) : requested;
+    throw isTerminal(closed.status) ? alreadyEnded(closed) : err;
+  }
   await audit.record({ action: 'job.cancel', resourceType: 'job', resourceId: job.id, details: { kind: job.kind } });
-  const { job: updated } = await recordJobEvent(deps.sequelize, job.id, { type: 'cancel_requested', dedupeKey: 'cancel_requested' });
-  return updated;
+  return requested;
 }
+
+const alreadyEnded = (job: Job) => new ConflictError(`The job has already ${job.status === 'completed' ? 'completed' : `ended (${job.status})`}.`);

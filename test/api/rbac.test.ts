@@ -64,6 +64,27 @@ const mailedToken = (email: string, path: string) => mailedTokenOf(t, email, pat
 /** Someone with an account of their own, for the routes that sign in, reset or verify. */
 const newAccount = () => registerTenant(t, 'rbac-account');
 
+/** A project of the tenant for one call: deleting it uses it up. */
+async function freshProject(): Promise<string> {
+  return (await t.post('/api/v1/projects', { name: `rbac ${randomUUID()}` }, { token: await accessTokenOf(admin.userId) })).body.id;
+}
+
+/** A deletion job of a fresh project. No worker runs in this file: the job stays queued, so it can be cancelled. */
+async function queuedJob(): Promise<{ id: string; workflowId: string }> {
+  return (await t.delete(`/api/v1/projects/${await freshProject()}`, { token: await accessTokenOf(admin.userId) })).body;
+}
+
+/** A failed job, so it can be retried: a deletion whose workflow an operator terminated (the API reconciles it on read). */
+async function failedJob(): Promise<string> {
+  const job = await queuedJob();
+  await t.temporal.workflow.getHandle(job.workflowId).terminate('rbac table');
+  return job.id;
+}
+
+/** One finished job for the read-only routes; its event stream ends after its last event. */
+let finishedJobId: Promise<string> | undefined;
+const finishedJob = () => (finishedJobId ??= failedJob());
+
 /**
  * One valid request per operation: real ids of the tenant, minimal valid bodies, live emailed
  * tokens, so an allowed caller gets one of the route's declared answers. Routes that use up or
@@ -111,6 +132,13 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   listProjects: () => ({ path: '/projects' }),
   getProject: () => ({ path: `/projects/${projectId}` }),
   updateProject: () => ({ path: `/projects/${projectId}`, body: { description: 'touched by the rbac table' } }),
+  deleteProject: async () => ({ path: `/projects/${await freshProject()}` }),
+
+  listJobs: () => ({ path: '/jobs' }),
+  getJob: async () => ({ path: `/jobs/${await finishedJob()}` }),
+  streamJobEvents: async () => ({ path: `/jobs/${await finishedJob()}/events` }),
+  cancelJob: async () => ({ path: `/jobs/${(await queuedJob()).id}/cancel` }),
+  retryJob: async () => ({ path: `/jobs/${await failedJob()}/retry` }),
 
   createApiToken: () => ({ path: '/api-tokens', body: { name: 'rbac', role: 'viewer' } }),
   listApiTokens: () => ({ path: '/api-tokens' }),

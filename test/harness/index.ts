@@ -8,7 +8,9 @@ import { createDatabase } from '../../db';
 import { loadConfig, type Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
 import { createMailer } from '../../lib/mailer';
+import type { PgListener } from '../../lib/pg-listener';
 import { connectTemporal } from '../../lib/temporal';
+import { listenForJobEvents } from '../../services/job-event-stream';
 import { startMailbox, type Mailbox } from './mailbox';
 import { responseValidator } from './openapi-validator';
 
@@ -31,6 +33,7 @@ export interface TestApp {
   sequelize: Sequelize;
   temporal: Client;
   mailbox: Mailbox;
+  jobEvents: PgListener;
   app: ReturnType<typeof createApp>;
   server: Server;
   openapi: Record<string, unknown>;
@@ -59,7 +62,8 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
   const sequelize = createDatabase(config);
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
-  const app = createApp({ config, sequelize, temporal, logger, mailer });
+  const jobEvents = await listenForJobEvents(config, logger);
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents });
   // Listening before the first request: supertest would otherwise open and close a server per call.
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -81,6 +85,7 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
     sequelize,
     temporal,
     mailbox,
+    jobEvents,
     app,
     server,
     openapi: app.openapi,
@@ -93,6 +98,7 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       mailer.close();
+      await jobEvents.close();
       await mailbox.close();
       await temporal.connection.close();
       await sequelize.close();
