@@ -1,5 +1,5 @@
 import type { JobError, JobStatus } from '../db';
-import { reconcileOpenJobs, recordJobEvent, type JobsDeps } from '../services/jobs';
+import { purgeExpiredIdempotencyKeys, reconcileOpenJobs, recordJobEvent, type JobsDeps } from '../services/jobs';
 
 /** How every job workflow reports to its row: started, progress, finished. Each write is idempotent. */
 export function createJobActivities(deps: JobsDeps) {
@@ -17,6 +17,9 @@ export function createJobActivities(deps: JobsDeps) {
     /** The periodic sweep: closes rows whose workflows ended without telling us. */
     async reconcileOpenJobs(idleSeconds: number): Promise<number> {
       return reconcileOpenJobs(deps, idleSeconds * 1000);
+    },
+    async purgeExpiredIdempotencyKeys(): Promise<number> {
+      return purgeExpiredIdempotencyKeys();
     },
   };
 }

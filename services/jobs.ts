@@ -285,6 +285,11 @@ export async function reconcileOpenJobs(deps: JobsDeps, idleMs: number): Promise
   return closed;
 }
 
+/** Keys past their 24 hours no longer answer; their rows go. Returns how many. */
+export async function purgeExpiredIdempotencyKeys(): Promise<number> {
+  return IdempotencyKey.destroy({ where: { createdAt: { [Op.lt]: new Date(Date.now() - IDEMPOTENCY_WINDOW_MS) } } });
+}
+
 /** The running workflow's own account of its progress, or null when it cannot answer in time. */
 export async function liveProgress(deps: JobsDeps, job: Job, timeoutMs = 2000): Promise<JobProgress | null> {
   if (job.status !== 'running') return null;
