@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AuditLog, Job } from '../../db';
-import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import { registerTenant, type Member, type TestApp } from '../harness';
 import { addMember, type TenantMember } from '../harness/members';
 import {
   backendsBlockedBy,
@@ -8,11 +8,12 @@ import {
   eventTypes,
   holdDeletionRunning,
   isFinished,
-  runTestWorker,
+  startJobsSuite,
   waitForJob,
   waitUntil,
   type HeldDeletion,
   type JobBody,
+  type JobsSuite,
   type RunningWorker,
 } from './job-helpers';
 
@@ -22,6 +23,7 @@ import {
  * deletion is held running by a row lock on the project's data, so every step is deterministic.
  */
 
+let suite: JobsSuite | undefined;
 let t: TestApp;
 let worker: RunningWorker;
 let admin: Member;
@@ -29,16 +31,12 @@ let viewer: TenantMember;
 let member: TenantMember;
 
 beforeAll(async () => {
-  t = await startTestApp();
-  worker = await runTestWorker(t);
-  admin = await registerTenant(t, 'jobs-control');
+  suite = await startJobsSuite('jobs-control');
+  ({ t, worker, admin } = suite);
   viewer = await addMember(t, admin.tenantId, 'viewer');
   member = await addMember(t, admin.tenantId, 'member');
 });
-afterAll(async () => {
-  await worker?.stop();
-  await t?.close();
-});
+afterAll(() => suite?.stop());
 
 /** Whether the workflow's history shows the server asking a running activity to stop. */
 async function activityCancelRequested(workflowId: string): Promise<boolean> {

@@ -1,16 +1,92 @@
 import { randomUUID } from 'node:crypto';
 import type { ActivityInterceptorsFactory, Worker } from '@temporalio/worker';
-import { JobEvent, type JobStatus } from '../../db';
-import type { TestApp } from '../harness';
+import { Client } from 'pg';
+import type { Sequelize } from 'sequelize';
+import { Job, JobEvent, type JobStatus } from '../../db';
+import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { createTestWorker } from '../harness/worker';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil, type RowLock } from './deletion-fixtures';
-
-export { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil, type RowLock } from './deletion-fixtures';
 
 /**
- * Helpers of the API-level jobs suites, on top of deletion-fixtures: holding a deletion "running"
- * with a real Postgres row lock (no sleeps, no mocks), and polling the API until a job reaches a state.
+ * Helpers of the jobs suites (and of the workflow history recorder): data in a known deletion
+ * order, a row lock that holds a deletion "running" for as long as a test wants (real Postgres
+ * locks: no sleeps, no mocks), polling the API until a job reaches a state, and a real worker.
  */
+
+/**
+ * Finished jobs of a project, as its data for deletion to remove, created a second apart so the
+ * deletion order (oldest first) is known. Returns their ids in that order.
+ */
+export async function seedFinishedJobs(tenantId: string, projectId: string, count: number): Promise<string[]> {
+  const first = Date.now() - (count + 60) * 1000;
+  const rows = Array.from({ length: count }, (_, i) => {
+    const id = randomUUID();
+    return {
+      id,
+      tenantId,
+      projectId,
+      kind: 'deleteProject',
+      workflowId: `seed-${id}`,
+      title: 'seeded',
+      requestedBy: 'system',
+      status: 'completed' as const,
+      createdAt: new Date(first + i * 1000),
+    };
+  });
+  await Job.bulkCreate(rows);
+  const ids = rows.map((r) => r.id);
+  // The deleter's own order (oldest first): what a test locks must be where it thinks it is.
+  const stored = await Job.findAll({ attributes: ['id'], where: { id: ids }, order: [['createdAt', 'ASC']] });
+  if (stored.map((j) => j.id).join() !== ids.join()) throw new Error('seeded jobs are not stored in creation order');
+  return ids;
+}
+
+export interface RowLock {
+  /** The backend holding the lock: a batch waiting for it shows up in `pg_blocking_pids`. */
+  pid: number;
+  /** Rolls back and disconnects; safe to call twice. */
+  release(): Promise<void>;
+}
+
+/**
+ * Holds `SELECT … FOR UPDATE` on one job row in an open transaction of a connection of its own:
+ * the deletion batch that reaches this row waits until `release()`, the batches before it go through.
+ */
+export async function lockJobRow(jobId: string): Promise<RowLock> {
+  const client = new Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  await client.query('BEGIN');
+  const locked = await client.query('SELECT id FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
+  if (locked.rowCount !== 1) throw new Error(`job ${jobId} not found to lock`);
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  let released: Promise<void> | undefined;
+  return {
+    pid: rows[0]?.pid ?? 0,
+    release() {
+      released ??= client.query('ROLLBACK').then(
+        () => client.end(),
+        () => client.end(),
+      );
+      return released;
+    },
+  };
+}
+
+/** How many other backends are waiting for a lock `pid` holds (read live, outside any transaction). */
+export async function backendsBlockedBy(sequelize: Sequelize, pid: number): Promise<number> {
+  const [rows] = await sequelize.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))', { replacements: { pid } });
+  return (rows as { n: number }[])[0]?.n ?? 0;
+}
+
+/** Polls `check` until it returns a value other than undefined/false; fails with `what` after `timeoutMs`. */
+export async function waitUntil<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 export interface JobBody {
   id: string;
@@ -48,10 +124,24 @@ export function waitForJob(t: TestApp, token: string, id: string, done: (job: Jo
 
 export const isFinished = (job: JobBody) => job.status !== 'queued' && job.status !== 'running';
 
+/** A new project named `<label>-<uuid>`. */
 export async function createProject(t: TestApp, token: string, label = 'project'): Promise<{ id: string; name: string }> {
-  const res = await t.post('/api/v1/projects', { name: `${label} ${randomUUID()}` }, { token });
+  const res = await t.post('/api/v1/projects', { name: `${label}-${randomUUID()}` }, { token });
   if (res.status !== 201) throw new Error(`create project answered ${res.status}: ${res.text}`);
   return res.body;
+}
+
+/**
+ * Creates a project named `<label>-<uuid>` as `member`, deletes it, and waits for the deletion
+ * job to finish; expects it completed. Returns the project's id and the finished job.
+ */
+export async function deleteProjectAndWait(t: TestApp, member: Member, label: string): Promise<{ projectId: string; job: JobBody }> {
+  const project = await createProject(t, member.accessToken, label);
+  const started = await t.delete(`/api/v1/projects/${project.id}`, { token: member.accessToken });
+  expect(started.status).toBe(202);
+  const job = await waitForJob(t, member.accessToken, (started.body as JobBody).id, isFinished, 'the deletion');
+  expect(job.status).toBe('completed');
+  return { projectId: project.id, job };
 }
 
 /** Resolves once a session (a deletion batch) waits for the row `lock` holds. */
@@ -144,4 +234,40 @@ export async function runTestWorker(t: TestApp): Promise<RunningWorker> {
       await connection.close();
     },
   };
+}
+
+export interface JobsSuite {
+  t: TestApp;
+  worker: RunningWorker;
+  /** The admin of a tenant registered for the suite. */
+  admin: Member;
+  /** Stops the worker, then closes the app. */
+  stop(): Promise<void>;
+}
+
+/**
+ * What a jobs suite runs against: the app, a real worker on its task queue (`runTestWorker`) and
+ * a tenant registered as `label`. Whatever started is stopped again if a later step fails.
+ */
+export async function startJobsSuite(label?: string): Promise<JobsSuite> {
+  const t = await startTestApp();
+  let worker: RunningWorker | undefined;
+  try {
+    worker = await runTestWorker(t);
+    const admin = await registerTenant(t, label);
+    const running = worker;
+    return {
+      t,
+      worker: running,
+      admin,
+      async stop() {
+        await running.stop();
+        await t.close();
+      },
+    };
+  } catch (err) {
+    await worker?.stop();
+    await t.close();
+    throw err;
+  }
 }

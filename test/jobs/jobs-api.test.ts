@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { AuditLog, Job, Project } from '../../db';
 import { searchAttributes } from '../../workflows/definitions';
-import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import { registerTenant, type Member, type TestApp } from '../harness';
 import {
   blockedOn,
   createProject,
   eventTypes,
   isFinished,
   lockJobRow,
-  runTestWorker,
   seedFinishedJobs,
+  startJobsSuite,
   waitForJob,
   type JobBody,
-  type RunningWorker,
+  type JobsSuite,
 } from './job-helpers';
 
 /*
@@ -20,19 +20,15 @@ import {
  * and reading jobs back — one at a time with live progress, or as a filtered, paginated list.
  */
 
+let suite: JobsSuite | undefined;
 let t: TestApp;
-let worker: RunningWorker;
 let admin: Member;
 
 beforeAll(async () => {
-  t = await startTestApp();
-  worker = await runTestWorker(t);
-  admin = await registerTenant(t, 'jobs-api');
+  suite = await startJobsSuite('jobs-api');
+  ({ t, admin } = suite);
 });
-afterAll(async () => {
-  await worker?.stop();
-  await t?.close();
-});
+afterAll(() => suite?.stop());
 
 describe('starting a job: DELETE /api/v1/projects/:id', () => {
   test('answers 202 with the job and its Location; the job goes queued → running → completed, with an event for each step', async () => {

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Op } from 'sequelize';
 import { Job, JobEvent, Project } from '../../db';
 import { reconcileOpenJobs, type JobsDeps } from '../../services/jobs';
-import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { createProject, holdDeletionRunning, isFinished, runTestWorker, waitForJob, type RunningWorker } from './job-helpers';
+import { registerTenant, type Member, type TestApp } from '../harness';
+import { createProject, holdDeletionRunning, isFinished, startJobsSuite, waitForJob, type JobsSuite } from './job-helpers';
 
 /*
  * Job rows follow their workflows even when a workflow ends behind the API's back (terminated
@@ -11,21 +11,17 @@ import { createProject, holdDeletionRunning, isFinished, runTestWorker, waitForJ
  * the next read notices, and so does the periodic sweep for jobs nobody reads.
  */
 
+let suite: JobsSuite | undefined;
 let t: TestApp;
-let worker: RunningWorker;
 let admin: Member;
 let deps: JobsDeps;
 
 beforeAll(async () => {
-  t = await startTestApp();
-  worker = await runTestWorker(t);
-  admin = await registerTenant(t, 'jobs-reconcile');
+  suite = await startJobsSuite('jobs-reconcile');
+  ({ t, admin } = suite);
   deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config };
 });
-afterAll(async () => {
-  await worker?.stop();
-  await t?.close();
-});
+afterAll(() => suite?.stop());
 
 const terminate = (workflowId: string) => t.temporal.workflow.getHandle(workflowId).terminate('operator');
 

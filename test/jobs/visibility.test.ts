@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { WorkflowExecutionInfo } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { searchAttributes } from '../../workflows/definitions';
-import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { createTestWorker } from '../harness/worker';
+import { registerTenant, type Member, type TestApp } from '../harness';
+import { deleteProjectAndWait, startJobsSuite, type JobBody, type JobsSuite } from './job-helpers';
 
 /**
  * Every job workflow carries TenantId, ProjectId, JobKind and RequestedBy as search attributes and
@@ -14,37 +12,9 @@ import { createTestWorker } from '../harness/worker';
 /** Visibility is eventually consistent: how long a closed workflow may take to be listed as such. */
 const VISIBILITY_DEADLINE_MS = 30_000;
 
-interface JobBody {
-  id: string;
-  status: string;
-  title: string;
-  workflowId: string;
-  projectId: string;
-  requestedBy: string;
-}
-
-async function deleteProjectAndWait(t: TestApp, member: Member, name: string): Promise<{ projectId: string; job: JobBody }> {
-  const created = await t.post('/api/v1/projects', { name }, { token: member.accessToken });
-  expect(created.status).toBe(201);
-  const started = await t.delete(`/api/v1/projects/${created.body.id}`, { token: member.accessToken });
-  expect(started.status).toBe(202);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const job = (await t.get(`/api/v1/jobs/${started.body.id}`, { token: member.accessToken })).body as JobBody;
-    if (job.status !== 'queued' && job.status !== 'running') {
-      expect(job.status).toBe('completed');
-      return { projectId: created.body.id, job };
-    }
-    if (Date.now() > deadline) throw new Error(`job ${job.id} still ${job.status} after 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe('workflow visibility (list queries)', () => {
+  let suite: JobsSuite | undefined;
   let t: TestApp;
-  let worker: Worker;
-  let connection: NativeConnection;
-  let running: Promise<void>;
   let tenantA: Member;
   let tenantB: Member;
   let projectId: string;
@@ -77,21 +47,14 @@ describe('workflow visibility (list queries)', () => {
     executions.some((e) => e.workflowId === workflowId && e.status.name === 'COMPLETED');
 
   beforeAll(async () => {
-    t = await startTestApp();
-    ({ worker, connection } = await createTestWorker(t));
-    running = worker.run();
-    tenantA = await registerTenant(t, 'visible');
+    suite = await startJobsSuite('visible');
+    ({ t, admin: tenantA } = suite);
     tenantB = await registerTenant(t, 'neighbour');
-    ({ projectId, job } = await deleteProjectAndWait(t, tenantA, `doomed-${randomUUID()}`));
-    ({ job: otherTenantJob } = await deleteProjectAndWait(t, tenantB, `neighbour-${randomUUID()}`));
+    ({ projectId, job } = await deleteProjectAndWait(t, tenantA, 'doomed'));
+    ({ job: otherTenantJob } = await deleteProjectAndWait(t, tenantB, 'neighbour'));
   });
 
-  afterAll(async () => {
-    worker?.shutdown();
-    await running;
-    await connection?.close();
-    await t?.close();
-  });
+  afterAll(() => suite?.stop());
 
   it('finds the deletion workflow by ProjectId and JobKind, with its search attributes and memo title', async () => {
     const query = `ProjectId = "${projectId}" AND JobKind = "deleteProject"`;

@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import type { Member, TestApp } from '../harness';
 import { closeBrowser, launchBrowser, openPage, saveScreenshot } from '../harness/browser';
-import { createTestWorker } from '../harness/worker';
+import { deleteProjectAndWait, startJobsSuite, type JobsSuite } from './job-helpers';
 
 /**
  * Operators find a job's workflow in the Temporal Web UI served by the dev server (the UI that
@@ -15,32 +13,6 @@ import { createTestWorker } from '../harness/worker';
 
 /** Visibility (the list) is eventually consistent: how long a new workflow may take to appear. */
 const VISIBILITY_DEADLINE_MS = 60_000;
-
-interface JobBody {
-  id: string;
-  status: string;
-  title: string;
-  workflowId: string;
-  projectId: string;
-}
-
-async function deleteProjectAndWait(t: TestApp, member: Member, name: string): Promise<{ projectId: string; job: JobBody }> {
-  const created = await t.post('/api/v1/projects', { name }, { token: member.accessToken });
-  expect(created.status).toBe(201);
-  const started = await t.delete(`/api/v1/projects/${created.body.id}`, { token: member.accessToken });
-  expect(started.status).toBe(202);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const res = await t.get(`/api/v1/jobs/${started.body.id}`, { token: member.accessToken });
-    const job = res.body as JobBody;
-    if (job.status !== 'queued' && job.status !== 'running') {
-      expect(job.status).toBe('completed');
-      return { projectId: created.body.id, job };
-    }
-    if (Date.now() > deadline) throw new Error(`job ${job.id} still ${job.status} after 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /**
  * Types a visibility query into the list page's raw-query box and submits it, as an operator
@@ -74,20 +46,16 @@ async function waitForRows(page: Page, done: (workflowIds: string[]) => boolean)
 }
 
 describe('Temporal Web UI (operators)', () => {
+  let suite: JobsSuite | undefined;
   let t: TestApp;
   let admin: Member;
-  let worker: Worker;
-  let connection: NativeConnection;
-  let running: Promise<void>;
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
 
   beforeAll(async () => {
-    t = await startTestApp();
-    ({ worker, connection } = await createTestWorker(t));
-    running = worker.run();
-    admin = await registerTenant(t, 'operator');
+    suite = await startJobsSuite('operator');
+    ({ t, admin } = suite);
     browser = await launchBrowser();
     ({ context, page } = await openPage(browser));
   });
@@ -95,18 +63,15 @@ describe('Temporal Web UI (operators)', () => {
   afterAll(async () => {
     await context?.close().catch(() => undefined);
     await closeBrowser(browser);
-    worker?.shutdown();
-    await running;
-    await connection?.close();
-    await t?.close();
+    await suite?.stop();
   });
 
   it('filters the workflows by ProjectId and shows the deletion workflow with its memo title and summary', async () => {
     const uiUrl = process.env.TEMPORAL_UI_URL;
     if (!uiUrl) throw new Error('TEMPORAL_UI_URL is not set: run the tests through jest (global-setup starts the dev server).');
 
-    const { projectId, job } = await deleteProjectAndWait(t, admin, `doomed-${randomUUID()}`);
-    const { job: sibling } = await deleteProjectAndWait(t, admin, `sibling-${randomUUID()}`);
+    const { projectId, job } = await deleteProjectAndWait(t, admin, 'doomed');
+    const { job: sibling } = await deleteProjectAndWait(t, admin, 'sibling');
     expect(job.workflowId).toBe(`deleteProject-${job.id}`);
     expect(job.title).toMatch(/^Delete project “doomed-/);
 

@@ -5,7 +5,7 @@ import { startProjectDeletion } from '../../services/project-deletion';
 import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from './deletion-fixtures';
+import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from './job-helpers';
 
 /**
  * A worker process dies (SIGKILL: no drain, no goodbye to the server) while a deletion batch is

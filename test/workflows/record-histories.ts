@@ -12,7 +12,7 @@ import { cancelJob, type JobsDeps } from '../../services/jobs';
 import { startProjectDeletion } from '../../services/project-deletion';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { createTestWorker } from '../harness/worker';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/deletion-fixtures';
+import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/job-helpers';
 
 /**
  * The reference histories of the determinism guard (test/workflows/replay.test.ts): one per
