@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AuditLog, IdempotencyKey, Job } from '../../db';
+import { purgeExpiredIdempotencyKeys } from '../../services/jobs';
 import { registerTenant, startTestApp, type Member, type TestApp, type TestResponse } from '../harness';
 import { createProject, waitForJob, type JobBody } from './job-helpers';
 
@@ -110,6 +111,18 @@ describe('Idempotency-Key on DELETE /api/v1/projects/:id', () => {
     expect(reused.status).toBe(202);
     expect(reused.body.id).not.toBe(started.body.id);
     expect(reused.body.projectId).toBe(third.id);
+  });
+
+  test('keys past their 24 hours are purged by the reconciliation sweep; younger ones stay', async () => {
+    const [young, old] = [await createProject(t, admin.accessToken), await createProject(t, admin.accessToken)];
+    const [youngKey, oldKey] = [newKey(), newKey()];
+    await deleteProject(young.id, youngKey);
+    await deleteProject(old.id, oldKey);
+    await IdempotencyKey.update({ createdAt: new Date(Date.now() - 25 * 60 * 60 * 1000) }, { where: { tenantId: admin.tenantId, key: oldKey } });
+
+    expect(await purgeExpiredIdempotencyKeys()).toBeGreaterThanOrEqual(1);
+    const left = await IdempotencyKey.findAll({ where: { tenantId: admin.tenantId, key: [youngKey, oldKey] } });
+    expect(left.map((k) => k.key)).toEqual([youngKey]);
   });
 
   test('an invalid key is a 400 validation problem, and nothing starts', async () => {
