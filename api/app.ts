@@ -21,6 +21,7 @@ import { invitationsRouter } from './routes/invitations';
 import { jobsRouter } from './routes/jobs';
 import { membersRouter } from './routes/members';
 import { projectsRouter } from './routes/projects';
+import { secretsRouter } from './routes/secrets';
 import type { AppState } from './state';
 
 export interface AppDeps {
@@ -47,6 +48,7 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
     jobsRouter(deps),
     apiTokensRouter(deps),
     auditLogsRouter(deps),
+    secretsRouter(deps),
   ];
   const openapi = buildOpenApi(
     routers.flatMap((r) => r.specs.map((s) => ({ ...s, path: API_PREFIX + s.path }))),

@@ -18,6 +18,8 @@ export const problemTypes: Record<string, { title: string; description: string }
   'weak-password': { title: 'Weak password', description: 'The password is too easy to guess; `feedback` says why.' },
   'invalid-token': { title: 'Invalid or expired token', description: 'The emailed token (invitation, verification, password reset) is unknown, used or expired.' },
   'idempotency-key-reused': { title: 'Idempotency-Key reused', description: 'The Idempotency-Key was already used, within 24 hours, for a different request on this route; use a new key for a new request.' },
+  'secret-in-use': { title: 'Secret in use', description: 'Records still reference the secret (`references` lists them); remove the references, or delete with `?force=true`.' },
+  'unresolvable-secret-reference': { title: 'Unresolvable secret reference', description: 'A `secret://<name>` reference is malformed (`reason: malformed`) or names no secret of the tenant (`reason: missing`).' },
   'too-many-requests': { title: 'Too many requests', description: 'Too many failed attempts; retry after `Retry-After` seconds.' },
   'service-unavailable': { title: 'Service unavailable', description: 'A dependency (database, Temporal) is not reachable.' },
   'internal-error': { title: 'Internal error', description: 'An unexpected error; the request id identifies it in the server logs.' },

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { generateMasterKey, Keyring, MalformedMasterKeyError, parseMasterKey, type MasterKey } from './envelope';
 
 /**
  * Every environment variable the platform reads, in one schema. Start-up fails with a message
@@ -61,6 +62,11 @@ export const configSchema = z
     MAIL_FROM: z.string().min(3).default('AuditFlow <no-reply@auditflow.local>'),
 
     AUDIT_RETENTION_DAYS: int(1, 36500).default(365),
+
+    AUDITFLOW_MASTER_KEY: z.string().optional(),
+    AUDITFLOW_MASTER_KEY_FILE: z.string().min(1).optional(),
+    AUDITFLOW_PREVIOUS_MASTER_KEYS: list.default([]),
+    VAULT_KEEP_VERSIONS: int(0, 100).default(5),
   })
   .superRefine((c, issue) => {
     const secret = c.JWT_SECRET;
@@ -74,9 +80,36 @@ export const configSchema = z
     if (c.NODE_ENV === 'production' && c.BCRYPT_COST < 12) {
       issue.addIssue({ code: 'custom', path: ['BCRYPT_COST'], message: 'must be at least 12 in production' });
     }
+    if (c.AUDITFLOW_MASTER_KEY !== undefined && c.AUDITFLOW_MASTER_KEY_FILE !== undefined) {
+      issue.addIssue({ code: 'custom', path: ['AUDITFLOW_MASTER_KEY'], message: 'set either AUDITFLOW_MASTER_KEY or AUDITFLOW_MASTER_KEY_FILE, not both' });
+    } else if (c.NODE_ENV === 'production' && c.AUDITFLOW_MASTER_KEY === undefined && c.AUDITFLOW_MASTER_KEY_FILE === undefined) {
+      issue.addIssue({ code: 'custom', path: ['AUDITFLOW_MASTER_KEY'], message: 'is required in production (or AUDITFLOW_MASTER_KEY_FILE)' });
+    }
+    if (c.AUDITFLOW_MASTER_KEY !== undefined) {
+      const problem = masterKeyProblem(c.AUDITFLOW_MASTER_KEY);
+      if (problem) issue.addIssue({ code: 'custom', path: ['AUDITFLOW_MASTER_KEY'], message: problem });
+    }
+    c.AUDITFLOW_PREVIOUS_MASTER_KEYS.forEach((text, i) => {
+      const problem = masterKeyProblem(text);
+      if (problem) issue.addIssue({ code: 'custom', path: ['AUDITFLOW_PREVIOUS_MASTER_KEYS'], message: `entry ${i + 1} ${problem}` });
+    });
   });
 
-export type Config = z.output<typeof configSchema> & { JWT_SECRET: string };
+function masterKeyProblem(text: string): string | null {
+  try {
+    parseMasterKey(text);
+    return null;
+  } catch (err) {
+    if (err instanceof MalformedMasterKeyError) return err.message;
+    throw err;
+  }
+}
+
+export type Config = z.output<typeof configSchema> & {
+  JWT_SECRET: string;
+  /** The vault's master keys (current and previous), read from the variables above or the dev key file. */
+  vaultKeyring: Keyring;
+};
 
 /** The names of all variables the schema reads, for docs and deployment-file checks. */
 export const configVariables: readonly string[] = Object.keys(configSchema.shape);
@@ -100,16 +133,49 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   const secret = c.JWT_SECRET ?? persistentDevSecret(path.join(c.AUDITFLOW_DATA_DIR, 'jwt-secret'));
-  return { ...c, AUDITFLOW_DATA_DIR: path.resolve(c.AUDITFLOW_DATA_DIR), JWT_SECRET: secret };
+  return { ...c, AUDITFLOW_DATA_DIR: path.resolve(c.AUDITFLOW_DATA_DIR), JWT_SECRET: secret, vaultKeyring: vaultKeyring(c) };
 }
 
-/** Reads a secret file, creating it (mode 0600) with 48 random bytes when absent. */
-export function persistentDevSecret(file: string): string {
+/**
+ * The master key comes from AUDITFLOW_MASTER_KEY, from the file AUDITFLOW_MASTER_KEY_FILE names
+ * (Docker and Kubernetes secrets), or, outside production (the schema refuses production without
+ * one), from `<data dir>/master-key`, generated on first start.
+ */
+function vaultKeyring(c: z.output<typeof configSchema>): Keyring {
+  const [name, text] =
+    c.AUDITFLOW_MASTER_KEY !== undefined
+      ? ['AUDITFLOW_MASTER_KEY', c.AUDITFLOW_MASTER_KEY]
+      : c.AUDITFLOW_MASTER_KEY_FILE !== undefined
+        ? ['AUDITFLOW_MASTER_KEY_FILE', readKeyFile(c.AUDITFLOW_MASTER_KEY_FILE)]
+        : ['AUDITFLOW_DATA_DIR', persistentDevSecret(path.join(c.AUDITFLOW_DATA_DIR, 'master-key'), generateMasterKey)];
+  let current: MasterKey;
+  try {
+    current = parseMasterKey(text);
+  } catch (err) {
+    if (err instanceof MalformedMasterKeyError) throw new ConfigError([`${name}: the master key ${err.message}`]);
+    throw err;
+  }
+  const previous = c.AUDITFLOW_PREVIOUS_MASTER_KEYS.map(parseMasterKey);
+  const clash = previous.find((p) => previous.concat(current).some((q) => q.id === p.id && !q.key.equals(p.key)));
+  if (clash) throw new ConfigError([`AUDITFLOW_PREVIOUS_MASTER_KEYS: two different master keys have the id "${clash.id}"`]);
+  return new Keyring(current, previous);
+}
+
+function readKeyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`AUDITFLOW_MASTER_KEY_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}
+
+/** Reads a secret file, creating it (mode 0600) from `generate` (default: 48 random bytes) when absent. */
+export function persistentDevSecret(file: string, generate: () => string = () => randomBytes(48).toString('base64url')): string {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
     mkdirSync(path.dirname(file), { recursive: true });
-    const secret = randomBytes(48).toString('base64url');
+    const secret = generate();
     // 'wx' fails if another process created it first: then read theirs.
     try {
       writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });

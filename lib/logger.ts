@@ -14,7 +14,7 @@ export function withLogContext<T>(fields: Record<string, unknown>, work: () => T
 }
 
 /**
- * One pino logger per process. Secrets never reach it: tokens, passwords and cookies are
+ * One pino logger per process. Secrets never reach it: tokens, passwords, secret values and cookies are
  * redacted wherever they appear in a logged object.
  */
 export function createLogger(opts: { level: string; pretty?: boolean; name?: string }, destination?: NodeJS.WritableStream): Logger {
@@ -32,6 +32,9 @@ export function createLogger(opts: { level: string; pretty?: boolean; name?: str
         '*.refreshToken',
         'accessToken',
         '*.accessToken',
+        // Secret values (request bodies of the vault, anything that carries one).
+        'value',
+        '*.value',
         'req.headers.authorization',
         'req.headers.cookie',
         'headers.authorization',

@@ -17,6 +17,8 @@ export const permissionMatrix = {
   /** Listing and revoking every token of the tenant; without it, a caller sees only its own tokens. */
   'apiTokens:manageAll': ['admin'],
   'auditLogs:read': ['admin'],
+  /** Creating, rotating, deleting secrets and reading their metadata and access log; values are never readable. */
+  'secrets:manage': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type Permission = keyof typeof permissionMatrix;

@@ -16,12 +16,16 @@ const readRepoFile = (name: string): string => readFileSync(path.join(repoRoot, 
 /** A strong secret for the tests: 48 random-looking bytes. */
 const strongSecret = 'pX8s0QvJ3kz7Wm2Yb9Tn4Lr6Hc1Fd5Ge0Aj8Uq3Ro7Ik2Ns6Vw9Ey4Zt1Mb5Cx0Sg';
 
+/** A vault master key in the `<keyId>:<base64 of 32 bytes>` format. */
+const productionMasterKey = `main-1:${Buffer.alloc(32, 7).toString('base64')}`;
+
 /** A complete, valid production environment. */
 const productionEnv: NodeJS.ProcessEnv = {
   NODE_ENV: 'production',
   DATABASE_URL: 'postgres://auditflow:secret@postgres:5432/auditflow',
   TEMPORAL_ADDRESS: 'temporal:7233',
   JWT_SECRET: strongSecret,
+  AUDITFLOW_MASTER_KEY: productionMasterKey,
   PUBLIC_URL: 'https://auditflow.example.test',
   CORS_ORIGINS: 'https://app.example.test, https://admin.example.test',
   TRUST_PROXY: 'true',
@@ -122,7 +126,7 @@ describe('docker-compose.yml application environment', () => {
   });
 
   test('sets everything a production deployment needs', () => {
-    for (const name of ['NODE_ENV', 'DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'JWT_SECRET']) {
+    for (const name of ['NODE_ENV', 'DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'JWT_SECRET', 'AUDITFLOW_MASTER_KEY', 'AUDITFLOW_MASTER_KEY_FILE']) {
       expect([name, env.has(name)]).toEqual([name, true]);
     }
     expect(env.get('NODE_ENV')).toBe('production');
@@ -135,7 +139,7 @@ describe('docker-compose.yml application environment', () => {
 
   test('is what loadConfig accepts once the variables are substituted', () => {
     // Substitute like compose: ${VAR:?msg} and ${VAR:-default} from `vars`, else the default.
-    const vars: Record<string, string> = { JWT_SECRET: strongSecret, POSTGRES_PASSWORD: 'pw' };
+    const vars: Record<string, string> = { JWT_SECRET: strongSecret, POSTGRES_PASSWORD: 'pw', AUDITFLOW_MASTER_KEY: productionMasterKey };
     const substituted = Object.fromEntries(
       [...env].map(([name, value]) => [
         name,

@@ -166,6 +166,45 @@ export class IdempotencyKey extends Model<InferAttributes<IdempotencyKey>, Infer
   declare createdAt: CreationOptional<Date>;
 }
 
+export class Secret extends Model<InferAttributes<Secret>, InferCreationAttributes<Secret>> {
+  declare id: string;
+  declare tenantId: ForeignKey<Tenant['id']>;
+  declare name: string;
+  declare description: CreationOptional<string>;
+  declare currentVersion: number;
+  declare createdBy: string | null;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+  declare versions?: NonAttribute<SecretVersion[]>;
+}
+
+/** One encrypted value of a secret (see lib/envelope.ts): only the current version is enabled. */
+export class SecretVersion extends Model<InferAttributes<SecretVersion>, InferCreationAttributes<SecretVersion>> {
+  declare secretId: string;
+  declare version: number;
+  declare ciphertext: Buffer;
+  declare iv: Buffer;
+  declare authTag: Buffer;
+  declare wrappedDataKey: Buffer;
+  declare dataKeyIv: Buffer;
+  declare dataKeyAuthTag: Buffer;
+  declare masterKeyId: string;
+  declare enabled: CreationOptional<boolean>;
+  declare createdAt: CreationOptional<Date>;
+  declare secret?: NonAttribute<Secret>;
+}
+
+export class SecretAccessLog extends Model<InferAttributes<SecretAccessLog>, InferCreationAttributes<SecretAccessLog>> {
+  declare id: CreationOptional<string>;
+  declare secretId: string;
+  declare version: number;
+  declare tenantId: string;
+  declare jobId: string | null;
+  declare activity: string | null;
+  declare actor: string | null;
+  declare createdAt: CreationOptional<Date>;
+}
+
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
 
@@ -330,6 +369,49 @@ export function initModels(sequelize: Sequelize): void {
     },
     { ...common, tableName: 'idempotency_keys', updatedAt: false },
   );
+  Secret.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      name: { type: DataTypes.TEXT, allowNull: false },
+      description: { type: DataTypes.TEXT, allowNull: false, defaultValue: '' },
+      currentVersion: { type: DataTypes.INTEGER, allowNull: false },
+      createdBy: DataTypes.TEXT,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'secrets' },
+  );
+  // A function, not a shared object: Sequelize writes each attribute's column name into its definition.
+  const bytes = () => ({ type: DataTypes.BLOB, allowNull: false });
+  SecretVersion.init(
+    {
+      secretId: { type: DataTypes.UUID, primaryKey: true },
+      version: { type: DataTypes.INTEGER, primaryKey: true },
+      ciphertext: bytes(),
+      iv: bytes(),
+      authTag: bytes(),
+      wrappedDataKey: bytes(),
+      dataKeyIv: bytes(),
+      dataKeyAuthTag: bytes(),
+      masterKeyId: { type: DataTypes.TEXT, allowNull: false },
+      enabled: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'secret_versions', updatedAt: false },
+  );
+  SecretAccessLog.init(
+    {
+      id,
+      secretId: { type: DataTypes.UUID, allowNull: false },
+      version: { type: DataTypes.INTEGER, allowNull: false },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      jobId: DataTypes.UUID,
+      activity: DataTypes.TEXT,
+      actor: DataTypes.TEXT,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'secret_access_logs', updatedAt: false },
+  );
   AuditLog.init(
     {
       id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
@@ -360,4 +442,7 @@ export function initModels(sequelize: Sequelize): void {
   EmailVerification.belongsTo(User, { foreignKey: 'userId' });
   Job.belongsTo(Tenant, { foreignKey: 'tenantId' });
   JobEvent.belongsTo(Job, { foreignKey: 'jobId' });
+  Secret.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  Secret.hasMany(SecretVersion, { foreignKey: 'secretId', as: 'versions' });
+  SecretVersion.belongsTo(Secret, { foreignKey: 'secretId', as: 'secret' });
 }

@@ -81,6 +81,16 @@ async function failedJob(): Promise<string> {
   return job.id;
 }
 
+/** A secret of the tenant for one call: deleting it uses it up. */
+async function freshSecret(): Promise<string> {
+  const body = { name: `rbac-${randomUUID().slice(0, 8)}`, value: 'rbac table value' };
+  return (await t.post('/api/v1/secrets', body, { token: await accessTokenOf(admin.userId) })).body.id;
+}
+
+/** One secret for the routes that read or rotate it. */
+let sharedSecretId: Promise<string> | undefined;
+const sharedSecret = () => (sharedSecretId ??= freshSecret());
+
 /** One finished job for the read-only routes; its event stream ends after its last event. */
 let finishedJobId: Promise<string> | undefined;
 const finishedJob = () => (finishedJobId ??= failedJob());
@@ -145,6 +155,13 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   revokeApiToken: async (caller) => ({ path: `/api-tokens/${await apiTokenOwnedBy(caller.userId)}` }),
 
   listAuditLogs: () => ({ path: '/audit-logs' }),
+
+  createSecret: () => ({ path: '/secrets', body: { name: `rbac-${randomUUID().slice(0, 8)}`, value: 'rbac table value' } }),
+  listSecrets: () => ({ path: '/secrets' }),
+  getSecret: async () => ({ path: `/secrets/${await sharedSecret()}` }),
+  rotateSecret: async () => ({ path: `/secrets/${await sharedSecret()}/rotate`, body: { value: 'rbac table value, rotated' } }),
+  deleteSecret: async () => ({ path: `/secrets/${await freshSecret()}` }),
+  listSecretAccessLog: async () => ({ path: `/secrets/${await sharedSecret()}/access-log` }),
 };
 
 const allSpecs = (): AnyRouteSpec[] => t.app.routers.flatMap((r) => r.specs);
