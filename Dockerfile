@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for the API, the worker and the migrations (docker-compose.yml picks the command):
-#   node dist/api/server.js | node dist/workers/main.js | node dist/db/cli.js up
+#   node dist/api/server.js | node dist/workers/main.js | node dist/db/cli.js up | node dist/scripts/rotate-master-key.js
 #
 # Debian (glibc), not Alpine: the Temporal worker's native core bridge ships glibc binaries only.
 ARG NODE_VERSION=20
@@ -19,14 +19,15 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci
 
 # --- compile TypeScript to dist/ (tsconfig.build.json: api, workflows, activities, workers, ----
-# --- services, db, lib; .dockerignore keeps tests, scripts and local state out) ---------------
+# --- services, db, lib, and scripts/rotate-master-key.ts; .dockerignore keeps the rest out) ----
 FROM deps AS build
 COPY . .
 RUN npm run build \
  && test -f dist/api/server.js \
  && test -f dist/workers/main.js \
  && test -f dist/db/cli.js \
- && test -f dist/workflows/index.js
+ && test -f dist/workflows/index.js \
+ && test -f dist/scripts/rotate-master-key.js
 
 # --- production dependencies only --------------------------------------------------------------
 FROM base AS prod-deps
