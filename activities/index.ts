@@ -1,10 +1,12 @@
 import type { JobsDeps } from '../services/jobs';
+import type { VaultDeps } from '../services/vault';
 import { createAuditActivities } from './audit';
+import { createCredentialCheckActivities } from './credential-checks';
 import { createJobActivities } from './jobs';
 import { createProjectDeletionActivities } from './project-deletion';
 
-/** What activities are bound to: the database, a Temporal client (for reconciliation), the task queue. */
-export type ActivityDeps = JobsDeps;
+/** What activities are bound to: the database, a Temporal client (for reconciliation), the task queue, the vault's keyring. */
+export type ActivityDeps = JobsDeps & VaultDeps;
 
 /** Activities of the `auditflow` queue, bound to the worker's dependencies. */
 export function createActivities(deps: ActivityDeps) {
@@ -12,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createAuditActivities(deps.sequelize),
     ...createJobActivities(deps),
     ...createProjectDeletionActivities(deps),
+    ...createCredentialCheckActivities(deps),
   };
 }
 

@@ -11,7 +11,11 @@ export function createJobActivities(deps: JobsDeps) {
     async reportJobProgress(jobId: string, step: string, progress: { stage: string; counters: Record<string, number> }): Promise<void> {
       await recordJobEvent(deps.sequelize, jobId, { type: 'progress', ...progress, dedupeKey: `progress:${step}` });
     },
-    async finishJob(jobId: string, outcome: { status: Extract<JobStatus, 'completed' | 'failed' | 'cancelled'>; counters?: Record<string, number>; error?: JobError }): Promise<void> {
+    /** `data` goes on the final event: what a job found, for whoever reads it after the fact. */
+    async finishJob(
+      jobId: string,
+      outcome: { status: Extract<JobStatus, 'completed' | 'failed' | 'cancelled'>; counters?: Record<string, number>; error?: JobError; data?: Record<string, unknown> },
+    ): Promise<void> {
       await recordJobEvent(deps.sequelize, jobId, { type: outcome.status, ...outcome, dedupeKey: 'terminal' });
     },
     /** The periodic sweep: closes rows whose workflows ended without telling us. */

@@ -2,6 +2,7 @@ import type { Job } from '../db';
 import { ConflictError } from '../lib/errors';
 import type { DeleteProjectParams, JobKind } from '../workflows/definitions';
 import type { AuditScope } from './audit';
+import { startCredentialCheck } from './credential-checks';
 import { getJob, reconcileJob, type Idempotency, type JobsDeps } from './jobs';
 import { startProjectDeletion } from './project-deletion';
 
@@ -19,6 +20,8 @@ const restarts: Record<JobKind, Restart> = {
       retryOf: old.id,
       idempotency,
     }),
+  checkProjectCredentials: (deps, audit, old, requestedBy, idempotency) =>
+    startCredentialCheck(deps, audit, { tenantId: old.tenantId, projectId: old.projectId ?? '', requestedBy, retryOf: old.id, idempotency }),
 };
 
 const isJobKind = (kind: string): kind is JobKind => kind in restarts;

@@ -27,6 +27,26 @@ export function secretReference(name: string): string {
   return `${REFERENCE_SCHEME}${name}`;
 }
 
+/**
+ * Every string in `value`, at any depth, that is meant as a reference (it starts with the
+ * scheme), well-formed or not: distinct and sorted. A reference inside a longer string does not
+ * count, as for deletion's reference check.
+ */
+export function secretReferencesIn(value: unknown): string[] {
+  const found = new Set<string>();
+  const visit = (v: unknown): void => {
+    if (typeof v === 'string') {
+      if (v.startsWith(REFERENCE_SCHEME)) found.add(v);
+    } else if (Array.isArray(v)) {
+      v.forEach(visit);
+    } else if (v !== null && typeof v === 'object') {
+      Object.values(v).forEach(visit);
+    }
+  };
+  visit(value);
+  return [...found].sort();
+}
+
 /** The secret name a reference points at, or null when `ref` is not a well-formed reference. */
 export function secretNameOf(ref: string): string | null {
   if (!ref.startsWith(REFERENCE_SCHEME)) return null;

@@ -42,8 +42,24 @@ export class SecretReferenceError extends AppError {
   }
 }
 
+/** A resolved secret: the current version's value, and which version that is. */
+export interface ResolvedSecret {
+  value: string;
+  version: number;
+  /** When this version was written (its rotation time). */
+  createdAt: Date;
+}
+
 /** The current value of the secret `ref` names, in the context's tenant; logged in secret_access_logs. */
 export async function resolveSecret(deps: VaultDeps, ref: string, context: ResolutionContext): Promise<string> {
+  return (await resolveSecretVersion(deps, ref, context)).value;
+}
+
+/**
+ * The one resolution (`resolveSecret` is its short form): the current version of the secret
+ * `ref` names, value included, for callers that also report which version they used or how old it is.
+ */
+export async function resolveSecretVersion(deps: VaultDeps, ref: string, context: ResolutionContext): Promise<ResolvedSecret> {
   const name = secretNameOf(ref);
   if (name === null) throw new SecretReferenceError(ref, 'malformed');
   // One statement, one snapshot: a rotation committing meanwhile cannot leave us between versions.
@@ -61,7 +77,8 @@ export async function resolveSecret(deps: VaultDeps, ref: string, context: Resol
     activity: context.activity ?? null,
     actor: context.actor ?? null,
   });
-  return open(deps.config.vaultKeyring, sealedValueOf(current), versionAssociatedData(current.secretId, current.version)).toString('utf8');
+  const value = open(deps.config.vaultKeyring, sealedValueOf(current), versionAssociatedData(current.secretId, current.version)).toString('utf8');
+  return { value, version: current.version, createdAt: current.createdAt };
 }
 
 /**

@@ -28,7 +28,7 @@ export interface AuditRetentionResult {
 export const auditRetentionScheduleId = (taskQueue: string) => `${taskQueue}-audit-retention`;
 
 /** Every kind of job; the workflow type of a job is its kind. */
-export const jobKinds = ['deleteProject'] as const;
+export const jobKinds = ['deleteProject', 'checkProjectCredentials'] as const;
 export type JobKind = (typeof jobKinds)[number];
 
 /** One job = one workflow id: `<kind>-<jobId>`. */
@@ -54,6 +54,25 @@ export interface DeleteProjectParams {
   batchSize?: number;
   /** Carried across continue-as-new: what earlier runs deleted, per kind. */
   deletedSoFar?: Record<string, number>;
+}
+
+/**
+ * What a credential check found for one `secret://<name>` reference of a project's settings:
+ * whether it resolves, and if so which version and how old it is. Names and facts only, never
+ * anything derived from the value (its length or a hash would be a clue to it).
+ */
+export interface SecretReferenceVerdict {
+  reference: string;
+  status: 'ok' | 'missing' | 'malformed';
+  version?: number;
+  /** Whole days since the current version was written: how long since the last rotation. */
+  ageDays?: number;
+}
+export type SecretReferenceStatus = SecretReferenceVerdict['status'];
+
+export interface CredentialCheckResult {
+  counters: { references: number } & Record<SecretReferenceStatus, number>;
+  verdicts: SecretReferenceVerdict[];
 }
 
 /** The kinds of a project's data deletion removes, in order; later features add theirs here. */

@@ -10,6 +10,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { progressQuery, projectDataKinds, type DeleteProjectParams, type JobInput, type JobProgress } from './definitions';
+import { failureMessage } from './failures';
 
 const { markJobRunning, reportJobProgress, finishJob, countProjectData, deleteProjectRecord, restoreProject } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -70,11 +71,4 @@ export async function deleteProject(input: JobInput<DeleteProjectParams>): Promi
     });
     throw err;
   }
-}
-
-/** The innermost cause says what went wrong (an activity failure wraps the error the activity threw). */
-function failureMessage(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Project } from '../../db';
 import { createProject, getProject, listProjects, updateProject } from '../../services/projects';
+import { startCredentialCheck } from '../../services/credential-checks';
 import { startProjectDeletion } from '../../services/project-deletion';
 import type { AppDeps } from '../app';
 import { acceptedJob, idempotencyOf, jobSchema, requesterOf } from '../jobs-view';
@@ -113,6 +114,28 @@ export function projectsRouter(deps: AppDeps): ApiRouter {
       },
       async (ctx, { params, auth }) => {
         const { job } = await startProjectDeletion(deps, ctx.state.audit, {
+          tenantId: auth.tenantId,
+          projectId: params.id,
+          requestedBy: requesterOf(ctx),
+          idempotency: idempotencyOf(ctx, params),
+        });
+        acceptedJob(ctx, job);
+      },
+    )
+    .add(
+      {
+        method: 'post',
+        path: '/projects/:id/credential-checks',
+        operationId: 'checkProjectCredentials',
+        summary: "Check that every secret reference in the project's settings resolves, as a job (verdicts on its completed event; values never leave the vault)",
+        tag: 'projects',
+        access: 'projects:write',
+        params: idParams,
+        idempotent: true,
+        responses: { 202: { description: 'The credential check job', schema: jobSchema } },
+      },
+      async (ctx, { params, auth }) => {
+        const { job } = await startCredentialCheck(deps, ctx.state.audit, {
           tenantId: auth.tenantId,
           projectId: params.id,
           requestedBy: requesterOf(ctx),

@@ -143,6 +143,8 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   getProject: () => ({ path: `/projects/${projectId}` }),
   updateProject: () => ({ path: `/projects/${projectId}`, body: { description: 'touched by the rbac table' } }),
   deleteProject: async () => ({ path: `/projects/${await freshProject()}` }),
+  // No worker runs here: each allowed call leaves a queued check of the shared project behind.
+  checkProjectCredentials: () => ({ path: `/projects/${projectId}/credential-checks` }),
 
   listJobs: () => ({ path: '/jobs' }),
   getJob: async () => ({ path: `/jobs/${await finishedJob()}` }),

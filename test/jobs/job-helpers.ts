@@ -51,12 +51,20 @@ export interface RowLock {
  * Holds `SELECT … FOR UPDATE` on one job row in an open transaction of a connection of its own:
  * the deletion batch that reaches this row waits until `release()`, the batches before it go through.
  */
-export async function lockJobRow(jobId: string): Promise<RowLock> {
+export const lockJobRow = (jobId: string): Promise<RowLock> => lockRow('jobs', jobId);
+
+/**
+ * The same on a secret's row: a resolution of that secret waits until `release()` (its
+ * access-log row's foreign key needs a share lock on the secret), so a credential check holds running.
+ */
+export const lockSecretRow = (secretId: string): Promise<RowLock> => lockRow('secrets', secretId);
+
+async function lockRow(table: 'jobs' | 'secrets', id: string): Promise<RowLock> {
   const client = new Client({ connectionString: process.env.DATABASE_URL });
   await client.connect();
   await client.query('BEGIN');
-  const locked = await client.query('SELECT id FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
-  if (locked.rowCount !== 1) throw new Error(`job ${jobId} not found to lock`);
+  const locked = await client.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
+  if (locked.rowCount !== 1) throw new Error(`${table} row ${id} not found to lock`);
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   let released: Promise<void> | undefined;
   return {
@@ -124,9 +132,9 @@ export function waitForJob(t: TestApp, token: string, id: string, done: (job: Jo
 
 export const isFinished = (job: JobBody) => job.status !== 'queued' && job.status !== 'running';
 
-/** A new project named `<label>-<uuid>`. */
-export async function createProject(t: TestApp, token: string, label = 'project'): Promise<{ id: string; name: string }> {
-  const res = await t.post('/api/v1/projects', { name: `${label}-${randomUUID()}` }, { token });
+/** A new project named `<label>-<uuid>`, with `settings` when given. */
+export async function createProject(t: TestApp, token: string, label = 'project', settings?: Record<string, unknown>): Promise<{ id: string; name: string }> {
+  const res = await t.post('/api/v1/projects', { name: `${label}-${randomUUID()}`, settings }, { token });
   if (res.status !== 201) throw new Error(`create project answered ${res.status}: ${res.text}`);
   return res.body;
 }
@@ -249,8 +257,8 @@ export interface JobsSuite {
  * What a jobs suite runs against: the app, a real worker on its task queue (`runTestWorker`) and
  * a tenant registered as `label`. Whatever started is stopped again if a later step fails.
  */
-export async function startJobsSuite(label?: string): Promise<JobsSuite> {
-  const t = await startTestApp();
+export async function startJobsSuite(label?: string, app: { env?: Record<string, string>; logTo?: NodeJS.WritableStream } = {}): Promise<JobsSuite> {
+  const t = await startTestApp(app.env, { logTo: app.logTo });
   let worker: RunningWorker | undefined;
   try {
     worker = await runTestWorker(t);
@@ -270,4 +278,60 @@ export async function startJobsSuite(label?: string): Promise<JobsSuite> {
     await t.close();
     throw err;
   }
+}
+
+/** Secrets made by `createSecrets`: what a leak test looks for, and what the API answered. */
+export interface CreatedSecret {
+  id: string;
+  name: string;
+  reference: string;
+  value: string;
+}
+
+/** Creates a secret per label (named `<label>-<random>`, with a random value of its own) as `admin`. */
+export async function createSecrets(t: TestApp, admin: Member, labels: string[]): Promise<CreatedSecret[]> {
+  const created: CreatedSecret[] = [];
+  for (const label of labels) {
+    const name = `${label}-${randomUUID().slice(0, 8)}`;
+    // Long and random: found anywhere, it can only be a leak.
+    const value = `${label}-value-${randomUUID()}-${randomUUID()}`;
+    const res = await t.post('/api/v1/secrets', { name, value }, { token: admin.accessToken });
+    if (res.status !== 201) throw new Error(`create secret answered ${res.status}: ${res.text}`);
+    created.push({ id: res.body.id, name, reference: res.body.reference, value });
+  }
+  return created;
+}
+
+export interface CredentialCheckRun {
+  /** The values of the secrets the check resolved: none may appear in its history, logs or events. */
+  secretValues: string[];
+  secrets: CreatedSecret[];
+  /** The reference in the settings that names no secret. */
+  missingReference: string;
+  project: { id: string; name: string };
+  /** The finished job (GET /jobs/:id), completed. */
+  job: JobBody;
+  workflowId: string;
+}
+
+/**
+ * A credential check run to completion, as the API does it, on a suite with a worker
+ * (`startJobsSuite`): two secrets, and a project whose settings reference both (nested) and one
+ * secret that does not exist. The check completes with `{ references: 3, ok: 2, missing: 1 }`.
+ */
+export async function runCredentialCheck(t: TestApp, admin: Member): Promise<CredentialCheckRun> {
+  const secrets = await createSecrets(t, admin, ['ci-token', 'llm-key']);
+  const [ciToken, llmKey] = secrets;
+  if (!ciToken || !llmKey) throw new Error('unreachable');
+  const missingReference = `secret://nope-${randomUUID().slice(0, 8)}`;
+  const project = await createProject(t, admin.accessToken, 'checked', {
+    git: { token: ciToken.reference },
+    llm: { apiKey: llmKey.reference },
+    other: missingReference,
+  });
+  const res = await t.post(`/api/v1/projects/${project.id}/credential-checks`, undefined, { token: admin.accessToken });
+  if (res.status !== 202) throw new Error(`POST credential-checks answered ${res.status}: ${res.text}`);
+  const job = await waitForJob(t, admin.accessToken, (res.body as JobBody).id, isFinished, 'the credential check');
+  if (job.status !== 'completed') throw new Error(`the credential check ended ${job.status}: ${JSON.stringify(job.error)}`);
+  return { secretValues: secrets.map((s) => s.value), secrets, missingReference, project, job, workflowId: job.workflowId };
 }

@@ -8,11 +8,12 @@ import type { History } from '@temporalio/common/lib/proto-utils';
 import * as proto from '@temporalio/proto';
 import { Job } from '../../db';
 import { AuditScope } from '../../services/audit';
+import { startCredentialCheck } from '../../services/credential-checks';
 import { cancelJob, type JobsDeps } from '../../services/jobs';
 import { startProjectDeletion } from '../../services/project-deletion';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { createTestWorker } from '../harness/worker';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, createSecrets, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/job-helpers';
 
 /**
  * The reference histories of the determinism guard (test/workflows/replay.test.ts): one per
@@ -21,7 +22,13 @@ import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from '../j
  */
 
 /** Every history the guard requires, as `<workflow type>-<outcome>`. */
-export const historyNames = ['deleteProject-completed', 'deleteProject-cancelled', 'auditRetention-completed', 'reconcileJobs-completed'] as const;
+export const historyNames = [
+  'deleteProject-completed',
+  'deleteProject-cancelled',
+  'auditRetention-completed',
+  'reconcileJobs-completed',
+  'checkProjectCredentials-completed',
+] as const;
 export type HistoryName = (typeof historyNames)[number];
 
 export const historiesDir = path.resolve(__dirname, '../histories');
@@ -79,6 +86,15 @@ const recorders: Record<HistoryName, Recorder> = {
       // The waiting batch does not watch for cancellation: it finishes (and the worker can stop) once the lock goes.
       await lock.release();
     }
+  },
+  // One reference of each verdict: the per-reference loop, its progress reports and the final event.
+  async 'checkProjectCredentials-completed'(r) {
+    const [secret] = await createSecrets(r.t, r.admin, ['history']);
+    const settings = { ok: secret?.reference, missing: 'secret://history-missing', malformed: 'secret://Not A Name' };
+    const project = await createProject(r.t, r.admin.accessToken, 'history', settings);
+    const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+    const { job } = await startCredentialCheck(r.deps, audit, { tenantId: r.admin.tenantId, projectId: project.id, requestedBy: `user:${r.admin.userId}` });
+    return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
   },
   // Both housekeeping workflows are recorded with arguments that leave other suites' rows alone.
   async 'auditRetention-completed'(r) {

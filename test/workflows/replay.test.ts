@@ -51,6 +51,12 @@ describe('recorded workflow histories', () => {
       expect(activities.filter((a) => a === 'deleteProjectDataBatch').length).toBeGreaterThanOrEqual(2);
       expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'countProjectData', 'reportJobProgress', 'deleteProjectRecord', 'finishJob']));
     }
+    if (name === 'checkProjectCredentials-completed') {
+      // A reference of each verdict: one resolution and one progress report per reference.
+      expect(activities.filter((a) => a === 'checkSecretReference')).toHaveLength(3);
+      expect(activities.filter((a) => a === 'reportJobProgress')).toHaveLength(3);
+      expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'listProjectSecretReferences', 'finishJob']));
+    }
     if (name === 'deleteProject-cancelled') {
       // Cancelled mid-batch: the cleanup in the non-cancellable scope is in the reference.
       expect(events.some((e) => e.activityTaskCancelRequestedEventAttributes)).toBe(true);
