@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { generateMasterKey, Keyring, MalformedMasterKeyError, parseMasterKey, type MasterKey } from './envelope';
@@ -171,17 +171,15 @@ function readKeyFile(file: string): string {
 
 /** Reads a secret file, creating it (mode 0600) from `generate` (default: 48 random bytes) when absent. */
 export function persistentDevSecret(file: string, generate: () => string = () => randomBytes(48).toString('base64url')): string {
+  mkdirSync(path.dirname(file), { recursive: true });
   try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    mkdirSync(path.dirname(file), { recursive: true });
-    const secret = generate();
-    // 'wx' fails if another process created it first: then read theirs.
-    try {
-      writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
-      return secret;
-    } catch {
-      return readFileSync(file, 'utf8').trim();
-    }
+    writeFileSync(file, generate(), { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    // 'wx' fails when the file exists (an earlier run, or another process that won the race): reuse it.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  const secret = readFileSync(file, 'utf8').trim();
+  if (!secret) throw new ConfigError([`${file} is empty: delete it to generate a new secret`]);
+  return secret;
 }

@@ -5,12 +5,14 @@
  * Environment: DATABASE_URL (use that Postgres instead of the embedded one),
  * EMBEDDED_POSTGRES_PORT (5433), TEMPORAL_ADDRESS (127.0.0.1:7233; when set and answering, that
  * server is reused), TEMPORAL_UI_PORT (8233), TEMPORAL_NAMESPACE (default), API_PORT (3000),
- * JWT_SECRET (else .data/jwt-secret), TEMPORAL_CLI_PATH (set by scripts/run.mjs).
+ * TEMPORAL_CLI_PATH (set by scripts/run.mjs). JWT_SECRET and the vault key, when unset, are generated
+ * into .data/ by the app's own configuration (lib/config.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { persistentDevSecret } from '../lib/config';
 import {
-  ensureDevSecret,
   ensureSearchAttributes,
   isPortOpen,
   isTemporalReachable,
@@ -100,7 +102,7 @@ async function startPostgres(): Promise<string> {
     dataDir: path.join(dataDir, 'postgres'),
     port,
     user: 'auditflow',
-    password: ensureDevSecret(path.join(dataDir, 'postgres-password'), 24),
+    password: persistentDevSecret(path.join(dataDir, 'postgres-password'), () => randomBytes(24).toString('base64url')),
     database: 'auditflow',
     logFile: path.join(dataDir, 'postgres.log'),
   });
@@ -176,7 +178,6 @@ function printBanner(lines: Array<[string, string]>): void {
 
 async function main(): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
-  const jwtSecret = process.env.JWT_SECRET || ensureDevSecret(path.join(dataDir, 'jwt-secret'));
   const apiPort = intFromEnv('API_PORT', 3000);
   const namespace = process.env.TEMPORAL_NAMESPACE || 'default';
   if (await isPortOpen('127.0.0.1', apiPort)) throw new Error(`API port ${apiPort} is already in use (set API_PORT)`);
@@ -197,7 +198,6 @@ async function main(): Promise<void> {
     TEMPORAL_ADDRESS: temporal.value.address,
     TEMPORAL_NAMESPACE: namespace,
     TEMPORAL_UI_URL: temporal.value.uiUrl,
-    JWT_SECRET: jwtSecret,
     AUDITFLOW_DATA_DIR: dataDir,
     API_PORT: String(apiPort),
   };

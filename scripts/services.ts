@@ -8,8 +8,7 @@
  * its pid file and stopped at the next start.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, chmodSync, unlinkSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync, type WriteStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -319,25 +318,6 @@ export function parseHostPort(address: string, defaultPort: number): { host: str
   const match = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(address.trim());
   const host = match?.[1] || '127.0.0.1';
   return { host, port: match?.[2] ? Number(match[2]) : defaultPort };
-}
-
-/**
- * Reads a random secret from `file`, creating it (mode 0600) with `byteLength` random bytes in
- * base64url when absent, so that dev tokens and passwords survive restarts.
- */
-export function ensureDevSecret(file: string, byteLength = 48): string {
-  mkdirSync(path.dirname(file), { recursive: true });
-  if (!existsSync(file)) {
-    try {
-      writeFileSync(file, `${randomBytes(byteLength).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // lost a race: reuse
-    }
-  }
-  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
-  const secret = readFileSync(file, 'utf8').trim();
-  if (!secret) throw new Error(`${file} is empty: delete it to generate a new secret`);
-  return secret;
 }
 
 // ---------------------------------------------------------------------------------------------
