@@ -1,4 +1,5 @@
 import { Connection } from '@temporalio/client';
+import { withinDeadline } from '../lib/deadline';
 import type { Sequelize } from 'sequelize';
 
 export type CheckStatus = 'healthy' | 'unhealthy';
@@ -14,19 +15,11 @@ export interface Readiness {
 
 async function timed(probe: () => Promise<unknown>, timeoutMs: number): Promise<CheckResult> {
   const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      probe(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+    await withinDeadline(probe(), timeoutMs);
     return { status: 'healthy', latencyMs: Math.round(performance.now() - started) };
   } catch (err) {
     return { status: 'unhealthy', latencyMs: Math.round(performance.now() - started), error: (err as Error).message };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

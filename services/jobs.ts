@@ -3,6 +3,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { Op, type Sequelize, type Transaction, type WhereOptions } from 'sequelize';
 import { IdempotencyKey, Job, JobEvent, terminalJobStatuses, type JobError, type JobStatus } from '../db';
+import { withinDeadline } from '../lib/deadline';
 import { AppError, ConflictError, NotFoundError } from '../lib/errors';
 import {
   jobWorkflowId,
@@ -293,15 +294,10 @@ export async function purgeExpiredIdempotencyKeys(): Promise<number> {
 /** The running workflow's own account of its progress, or null when it cannot answer in time. */
 export async function liveProgress(deps: JobsDeps, job: Job, timeoutMs = 2000): Promise<JobProgress | null> {
   if (job.status !== 'running') return null;
-  let timer: NodeJS.Timeout | undefined;
-  const query = deps.temporal.workflow.getHandle(job.workflowId).query(progressQuery);
-  query.catch(() => undefined); // a late failure after the timeout is of no interest
   try {
-    return await Promise.race([query, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))]);
+    return await withinDeadline(deps.temporal.workflow.getHandle(job.workflowId).query(progressQuery), timeoutMs);
   } catch {
     return null;
-  } finally {
-    clearTimeout(timer);
   }
 }
 
