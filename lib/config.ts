@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { z } from 'zod';
 import { generateMasterKey, Keyring, MalformedMasterKeyError, parseMasterKey, type MasterKey } from './envelope';
+import { providerNames } from './llm/provider-names';
 
 /**
  * Every environment variable the platform reads, in one schema. Start-up fails with a message
@@ -43,7 +44,8 @@ export const configSchema = z
     TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
     TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
     TEMPORAL_TASK_QUEUE: z.string().min(1).default('auditflow'),
-    TEMPORAL_LLM_TASK_QUEUE: z.string().min(1).default('auditflow-llm'),
+    /** Defaults to `<TEMPORAL_TASK_QUEUE>-llm`, so each deployment (and each test app) has its own. */
+    TEMPORAL_LLM_TASK_QUEUE: z.string().min(1).optional(),
 
     JWT_SECRET: z.string().optional(),
     JWT_ISSUER: z.string().min(1).default('auditflow'),
@@ -67,6 +69,23 @@ export const configSchema = z
     AUDITFLOW_MASTER_KEY_FILE: z.string().min(1).optional(),
     AUDITFLOW_PREVIOUS_MASTER_KEYS: list.default([]),
     VAULT_KEEP_VERSIONS: int(0, 100).default(5),
+
+    LLM_CHAT_PROVIDER: z.enum(providerNames).default('builtin'),
+    LLM_CHAT_MODEL: z.string().min(1).optional(),
+    LLM_CHAT_BASE_URL: z.url().optional(),
+    LLM_CHAT_API_KEY: z.string().min(1).optional(),
+    LLM_EMBEDDING_PROVIDER: z.enum(providerNames).default('builtin'),
+    LLM_EMBEDDING_MODEL: z.string().min(1).optional(),
+    LLM_EMBEDDING_BASE_URL: z.url().optional(),
+    LLM_EMBEDDING_API_KEY: z.string().min(1).optional(),
+    LLM_ALLOWED_HOSTS: list.default([]),
+    LLM_MONTHLY_BUDGET_USD: z.coerce.number().min(0).max(1e9).optional(),
+    LLM_CACHE_TTL_SECONDS: int(0, 365 * 86400).default(7 * 86400),
+    LLM_REQUESTS_PER_MINUTE: int(1, 1_000_000).default(600),
+    LLM_TIMEOUT_SECONDS: int(1, 3600).default(120),
+    LLM_INLINE_TIMEOUT_SECONDS: int(1, 300).default(20),
+    LLM_WORKER_CONCURRENCY: int(1, 1000).default(8),
+    LLM_QUEUE_ACTIVITIES_PER_SECOND: z.coerce.number().min(0.1).max(100_000).default(50),
   })
   .superRefine((c, issue) => {
     const secret = c.JWT_SECRET;
@@ -107,6 +126,7 @@ function masterKeyProblem(text: string): string | null {
 
 export type Config = z.output<typeof configSchema> & {
   JWT_SECRET: string;
+  TEMPORAL_LLM_TASK_QUEUE: string;
   /** The vault's master keys (current and previous), read from the variables above or the dev key file. */
   vaultKeyring: Keyring;
 };
@@ -133,7 +153,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   const secret = c.JWT_SECRET ?? persistentDevSecret(path.join(c.AUDITFLOW_DATA_DIR, 'jwt-secret'));
-  return { ...c, AUDITFLOW_DATA_DIR: path.resolve(c.AUDITFLOW_DATA_DIR), JWT_SECRET: secret, vaultKeyring: vaultKeyring(c) };
+  return {
+    ...c,
+    AUDITFLOW_DATA_DIR: path.resolve(c.AUDITFLOW_DATA_DIR),
+    TEMPORAL_LLM_TASK_QUEUE: c.TEMPORAL_LLM_TASK_QUEUE ?? `${c.TEMPORAL_TASK_QUEUE}-llm`,
+    JWT_SECRET: secret,
+    vaultKeyring: vaultKeyring(c),
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { cast, col, fn, Op, UniqueConstraintError, where, type Sequelize, type Transaction } from 'sequelize';
-import { Project, Secret, SecretAccessLog, SecretVersion } from '../db';
+import { LlmSettings, Project, Secret, SecretAccessLog, SecretVersion } from '../db';
 import type { Config } from '../lib/config';
 import { seal, type SealedValue } from '../lib/envelope';
 import { AppError, ConflictError, NotFoundError } from '../lib/errors';
@@ -79,8 +79,11 @@ async function addVersion(deps: SecretsDeps, secretId: string, version: number, 
   return SecretVersion.create({ secretId, version, ...sealed }, { transaction });
 }
 
+/** A record holding a secret's reference: a project's settings, or the tenant's LLM settings. */
+export type SecretReferrer = { type: 'project' | 'llmSettings'; id: string; name: string };
+
 export class SecretInUseError extends AppError {
-  constructor(name: string, references: Array<{ type: 'project'; id: string; name: string }>) {
+  constructor(name: string, references: SecretReferrer[]) {
     super(409, 'secret-in-use', `Secret "${name}" is still referenced by ${references.length} record(s); remove the references or delete with ?force=true.`, { references });
   }
 }
@@ -154,28 +157,29 @@ export async function rotateSecret(deps: SecretsDeps, audit: AuditScope, tenantI
   });
 }
 
-/** Projects of the tenant whose settings hold the secret's reference, at any depth. */
-async function projectsReferencing(tenantId: string, name: string, transaction: Transaction): Promise<Array<{ type: 'project'; id: string; name: string }>> {
+/** Records of the tenant whose settings hold the secret's reference, at any depth: its projects, and its LLM settings. */
+async function recordsReferencing(tenantId: string, name: string, transaction: Transaction): Promise<SecretReferrer[]> {
+  // The JSON text holds the reference as a whole quoted string wherever it is nested (secret
+  // names need no JSON escaping); a reference mentioned inside a longer string does not count.
+  const holdsReference = where(fn('strpos', cast(col('settings'), 'text'), JSON.stringify(secretReference(name))), Op.gt, 0);
   const projects = await Project.findAll({
     attributes: ['id', 'name'],
-    where: {
-      tenantId,
-      deletionJobId: null,
-      // The JSON text holds the reference as a whole quoted string wherever it is nested (secret
-      // names need no JSON escaping); a reference mentioned inside a longer string does not count.
-      [Op.and]: [where(fn('strpos', cast(col('settings'), 'text'), JSON.stringify(secretReference(name))), Op.gt, 0)],
-    },
+    where: { tenantId, deletionJobId: null, [Op.and]: [holdsReference] },
     order: [['createdAt', 'ASC']],
     transaction,
   });
-  return projects.map((p) => ({ type: 'project', id: p.id, name: p.name }));
+  const llmSettings = await LlmSettings.findOne({ attributes: ['tenantId'], where: { tenantId, [Op.and]: [holdsReference] }, transaction });
+  return [
+    ...projects.map((p): SecretReferrer => ({ type: 'project', id: p.id, name: p.name })),
+    ...(llmSettings ? [{ type: 'llmSettings' as const, id: tenantId, name: 'LLM settings' }] : []),
+  ];
 }
 
 /** Deletes a secret and all its versions; refused while records reference it, unless forced. */
 export async function deleteSecret(deps: SecretsDeps, audit: AuditScope, tenantId: string, id: string, force: boolean): Promise<void> {
   await deps.sequelize.transaction(async (transaction) => {
     const secret = await lockedSecret(tenantId, id, transaction);
-    const references = await projectsReferencing(tenantId, secret.name, transaction);
+    const references = await recordsReferencing(tenantId, secret.name, transaction);
     if (references.length > 0 && !force) throw new SecretInUseError(secret.name, references);
     await secret.destroy({ transaction });
     await audit.record({ action: 'secret.delete', resourceType: 'secret', resourceId: secret.id, details: { name: secret.name, forced: force, references } }, transaction);

@@ -205,6 +205,39 @@ export class SecretAccessLog extends Model<InferAttributes<SecretAccessLog>, Inf
   declare createdAt: CreationOptional<Date>;
 }
 
+/** A tenant's overrides of the environment's LLM defaults (validated by services/llm/settings). */
+export class LlmSettings extends Model<InferAttributes<LlmSettings>, InferCreationAttributes<LlmSettings>> {
+  declare tenantId: string;
+  declare settings: Record<string, unknown>;
+  declare updatedBy: string | null;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export const llmOperations = ['chat', 'stream', 'structured', 'embedding'] as const;
+export type LlmOperation = (typeof llmOperations)[number];
+
+/** One provider call, or one cache hit, of the LLM gateway. */
+export class LlmUsage extends Model<InferAttributes<LlmUsage>, InferCreationAttributes<LlmUsage>> {
+  declare id: CreationOptional<string>; // bigint, returned as a string by pg
+  declare tenantId: string;
+  declare projectId: string | null;
+  declare jobId: string | null;
+  declare operation: LlmOperation;
+  declare provider: string;
+  declare model: string;
+  declare promptTokens: number;
+  declare completionTokens: number;
+  declare items: number;
+  declare costUsd: number;
+  declare latencyMs: number;
+  declare cached: boolean;
+  declare fallbackFrom: string | null;
+  declare outcome: 'ok' | 'failed';
+  declare error: string | null;
+  declare createdAt: CreationOptional<Date>;
+}
+
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
 
@@ -411,6 +444,40 @@ export function initModels(sequelize: Sequelize): void {
       createdAt: DataTypes.DATE,
     },
     { ...common, tableName: 'secret_access_logs', updatedAt: false },
+  );
+  LlmSettings.init(
+    {
+      tenantId: { type: DataTypes.UUID, primaryKey: true },
+      settings: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      updatedBy: DataTypes.TEXT,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'llm_settings' },
+  );
+  const count = () => ({ type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 });
+  LlmUsage.init(
+    {
+      id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: DataTypes.UUID,
+      jobId: DataTypes.UUID,
+      operation: { type: DataTypes.TEXT, allowNull: false },
+      provider: { type: DataTypes.TEXT, allowNull: false },
+      model: { type: DataTypes.TEXT, allowNull: false },
+      promptTokens: count(),
+      completionTokens: count(),
+      items: count(),
+      // numeric comes back from pg as a string: read it as the number it is.
+      costUsd: { type: DataTypes.DECIMAL(14, 6), allowNull: false, defaultValue: 0, get(this: LlmUsage) { return Number(this.getDataValue('costUsd')); } },
+      latencyMs: count(),
+      cached: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      fallbackFrom: DataTypes.TEXT,
+      outcome: { type: DataTypes.TEXT, allowNull: false },
+      error: DataTypes.TEXT,
+      createdAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'llm_usage', updatedAt: false },
   );
   AuditLog.init(
     {

@@ -190,6 +190,19 @@ describe('secrets API', () => {
     const unreferenced = await call(t.delete(`/api/v1/secrets/${(await createSecret(admin)).id}`, as(admin)));
     expect(unreferenced.status).toBe(204);
   });
+
+  test("deleting the secret the tenant's LLM settings hold as their API key answers 409 naming them", async () => {
+    const llmKey = await createSecret(admin, { name: `llm-key-${randomUUID().slice(0, 8)}` });
+    const saved = await call(t.put('/api/v1/llm/settings', { chat: { provider: 'openai', apiKey: llmKey.reference } }, as(admin)));
+    expect(saved.status).toBe(200);
+
+    const refused = await call(t.delete(`/api/v1/secrets/${llmKey.id}`, as(admin)));
+    expect(refused.status).toBe(409);
+    expect(refused.body.references).toEqual([{ type: 'llmSettings', id: admin.tenantId, name: 'LLM settings' }]);
+
+    expect((await call(t.put('/api/v1/llm/settings', {}, as(admin)))).status).toBe(200);
+    expect((await call(t.delete(`/api/v1/secrets/${llmKey.id}`, as(admin)))).status).toBe(204);
+  });
 });
 
 describe('resolveSecret and the access log', () => {
