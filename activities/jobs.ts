@@ -1,4 +1,5 @@
 import type { JobError, JobStatus } from '../db';
+import { purgeExpiredLlmCache } from '../services/llm';
 import { purgeExpiredIdempotencyKeys, reconcileOpenJobs, recordJobEvent, type JobsDeps } from '../services/jobs';
 
 /** How every job workflow reports to its row: started, progress, finished. Each write is idempotent. */
@@ -10,6 +11,10 @@ export function createJobActivities(deps: JobsDeps) {
     /** `step` names this report uniquely within the job, so a retried activity writes it once. */
     async reportJobProgress(jobId: string, step: string, progress: { stage: string; counters: Record<string, number> }): Promise<void> {
       await recordJobEvent(deps.sequelize, jobId, { type: 'progress', ...progress, dedupeKey: `progress:${step}` });
+    },
+    /** A stage the job did not run (e.g. an LLM stage once the budget is spent), and why: on record, never silent. */
+    async recordStageSkipped(jobId: string, stage: string, reason: string): Promise<void> {
+      await recordJobEvent(deps.sequelize, jobId, { type: 'stage_skipped', data: { stage, reason }, dedupeKey: `skipped:${stage}` });
     },
     /** `data` goes on the final event: what a job found, for whoever reads it after the fact. */
     async finishJob(
@@ -24,6 +29,9 @@ export function createJobActivities(deps: JobsDeps) {
     },
     async purgeExpiredIdempotencyKeys(): Promise<number> {
       return purgeExpiredIdempotencyKeys();
+    },
+    async purgeExpiredLlmCache(): Promise<number> {
+      return purgeExpiredLlmCache(deps.sequelize);
     },
   };
 }

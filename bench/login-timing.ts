@@ -5,17 +5,12 @@
  *
  *   npx tsx bench/login-timing.ts [--quick]
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createDatabase } from '../db';
-import { migrateUp } from '../db/migrate';
-import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createMailer } from '../lib/mailer';
-import { freePort, startEmbeddedPostgres } from '../scripts/services';
 import { AuditScope } from '../services/audit';
 import { InvalidCredentialsError, login, register, type AuthDeps } from '../services/auth';
+import { mean, median, withBenchDatabase } from './harness';
 
 const quick = process.argv.includes('--quick');
 const rounds = quick ? 20 : 200;
@@ -23,13 +18,6 @@ const warmupRounds = quick ? 3 : 10;
 const clientIp = '192.0.2.10';
 const account = { email: 'bench@example.test', password: 'correct horse battery staple 42!' };
 const unknownEmail = 'nobody@example.test';
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 /** Milliseconds one failing sign-in takes, from the service call to its 401. */
 async function timeFailedLogin(deps: AuthDeps, email: string): Promise<number> {
@@ -45,22 +33,15 @@ async function timeFailedLogin(deps: AuthDeps, email: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'auditflow-bench-'));
-  // Run as root, embedded Postgres runs as the "postgres" user, which must be able to enter here.
-  await chmod(dir, 0o755);
-  const postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), port: await freePort(), durable: false });
-  try {
-    await migrateUp(postgres.url);
-    const config = loadConfig({
-      DATABASE_URL: postgres.url,
-      AUDITFLOW_DATA_DIR: path.join(dir, 'data'),
-      BCRYPT_COST: '10',
-      // Every timed attempt fails on purpose: keep the limits out of the way.
-      LOGIN_MAX_FAILURES_PER_ACCOUNT: '1000',
-      LOGIN_MAX_FAILURES_PER_IP: '100000',
-    });
+  const env = {
+    BCRYPT_COST: '10',
+    // Every timed attempt fails on purpose: keep the limits out of the way.
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: '1000',
+    LOGIN_MAX_FAILURES_PER_IP: '100000',
+  };
+  await withBenchDatabase(env, async ({ dir, config, sequelize }) => {
     const deps: AuthDeps = {
-      sequelize: createDatabase(config),
+      sequelize,
       config,
       mailer: createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') }),
       logger: createLogger({ level: 'silent' }),
@@ -89,12 +70,8 @@ async function main(): Promise<void> {
       );
     } finally {
       deps.mailer.close();
-      await deps.sequelize.close();
     }
-  } finally {
-    await postgres.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -19,6 +19,12 @@ export const permissionMatrix = {
   'auditLogs:read': ['admin'],
   /** Creating, rotating, deleting secrets and reading their metadata and access log; values are never readable. */
   'secrets:manage': ['admin'],
+  /** Which model providers are configured and whether they answer, and what the tenant spent on them. */
+  'llm:read': ['admin', 'approver', 'member', 'viewer'],
+  /** Choosing providers, models, keys (as vault references) and the monthly budget. */
+  'llm:manage': ['admin'],
+  /** Running a provider check, which spends tokens. */
+  'llm:check': ['admin', 'approver', 'member'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type Permission = keyof typeof permissionMatrix;

@@ -3,12 +3,24 @@ import type { AppContext } from '../state';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { AppError } from '../../lib/errors';
 import { problemTypes } from '../problems';
+import { LlmProviderError } from '../../lib/llm';
 
 /** problem+json body for an error; unexpected errors reveal nothing but the request id. */
 function toProblem(err: unknown): AppError {
   if (err instanceof AppError) return err;
   if (err instanceof WorkflowNotFoundError) return new AppError(404, 'not-found', 'The job\'s workflow was not found.');
   if (err instanceof WorkflowExecutionAlreadyStartedError) return new AppError(409, 'conflict', 'This job is already running.');
+  if (err instanceof LlmProviderError) {
+    // The provider failed us, not the client: 502, or 503 with the provider's wait when it is throttling.
+    const retryAfter = err.details.retryAfterMs === undefined ? undefined : Math.ceil(err.details.retryAfterMs / 1000);
+    return new AppError(
+      err.kind === 'rate_limited' ? 503 : 502,
+      'llm-provider-error',
+      err.message,
+      { provider: err.provider, kind: err.kind, retryable: err.retryable },
+      retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) },
+    );
+  }
   if (err instanceof WorkflowUpdateFailedError) return new AppError(409, 'conflict', err.cause?.message ?? 'The workflow refused the update.');
   const status = (err as { status?: unknown; expose?: unknown }).status;
   // http-errors raised by Koa itself (e.g. a malformed URI) are safe to show.

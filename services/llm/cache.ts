@@ -42,7 +42,7 @@ export const toFloat32 = (v: number[]): number[] => Array.from(Float32Array.from
 export async function readCachedVectors(sequelize: Sequelize, keys: string[]): Promise<Map<string, number[]>> {
   if (keys.length === 0) return new Map();
   const rows = await sequelize.query<{ key: string; vector: Buffer }>(
-    'UPDATE llm_cache SET hits = hits + 1 WHERE key = ANY(:keys) AND expires_at > now() AND vector IS NOT NULL RETURNING key, vector',
+    'UPDATE llm_cache SET hits = hits + 1 WHERE key = ANY(ARRAY[:keys]::text[]) AND expires_at > now() AND vector IS NOT NULL RETURNING key, vector',
     { replacements: { keys }, type: QueryTypes.SELECT },
   );
   return new Map(rows.map((r) => [r.key, Array.from(new Float32Array(r.vector.buffer.slice(r.vector.byteOffset, r.vector.byteOffset + r.vector.byteLength)))]));

@@ -98,8 +98,15 @@ class CallClock {
   private remaining(): number {
     return this.deadline === null ? Infinity : Math.max(1, this.deadline - Date.now());
   }
+  /** The caller cancelled, or the deadline passed: nothing more may be tried. */
+  stopped(): boolean {
+    return this.signal?.aborted === true || (this.deadline !== null && Date.now() >= this.deadline);
+  }
   providerOptions(): CallOptions {
-    return { signal: this.signal, timeoutMs: Math.min(this.remaining(), this.deps.config.LLM_TIMEOUT_SECONDS * 1000) };
+    // The caller's signal only: the deadline reaches the provider as its time limit, so running
+    // out of time is a retryable `timeout`, not a cancellation (a provider client turns an abort
+    // of the signal it is given into the signal's reason, which is no provider failure).
+    return { signal: this.call.signal, timeoutMs: Math.min(this.remaining(), this.deps.config.LLM_TIMEOUT_SECONDS * 1000) };
   }
   rateWait(): { maxWaitMs: number; signal?: AbortSignal } {
     return { maxWaitMs: Math.min(this.remaining(), RATE_WAIT_MAX_JOB_MS), signal: this.signal };
@@ -195,7 +202,7 @@ async function withFallback<R>(settings: EffectiveLlmSettings, clock: CallClock,
     try {
       return await run(target, failures.length > 0 ? settings.chat.provider : null);
     } catch (err) {
-      if (!(err instanceof LlmProviderError) || clock.signal?.aborted) throw err;
+      if (!(err instanceof LlmProviderError) || clock.stopped()) throw err;
       failures.push(err);
     }
   }

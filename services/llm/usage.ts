@@ -1,5 +1,5 @@
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { LlmUsage, type LlmOperation } from '../../db';
+import type { LlmOperation } from '../../db';
 import { AppError } from '../../lib/errors';
 
 /**
@@ -30,18 +30,24 @@ export function monthOf(at: Date): string {
   return `${at.getUTCFullYear()}-${String(at.getUTCMonth() + 1).padStart(2, '0')}-01`;
 }
 
-/** Writes the usage row and adds its cost to the month's spend, in one transaction. */
+/**
+ * Writes the usage row and adds its cost to the month's spend, in one statement (so both land or
+ * neither does, in one round trip: this runs on every model call).
+ */
 export async function recordUsage(sequelize: Sequelize, record: UsageRecord): Promise<void> {
-  await sequelize.transaction(async (transaction) => {
-    const row = await LlmUsage.create({ ...record, costUsd: record.costUsd, latencyMs: Math.round(record.latencyMs) }, { transaction });
-    if (record.costUsd > 0) {
-      await sequelize.query(
-        `INSERT INTO llm_monthly_spend (tenant_id, month, cost_usd) VALUES (:tenantId, :month, :cost)
-         ON CONFLICT (tenant_id, month) DO UPDATE SET cost_usd = llm_monthly_spend.cost_usd + EXCLUDED.cost_usd`,
-        { replacements: { tenantId: record.tenantId, month: monthOf(row.createdAt), cost: record.costUsd }, transaction },
-      );
-    }
-  });
+  await sequelize.query(
+    `WITH usage AS (
+       INSERT INTO llm_usage (tenant_id, project_id, job_id, operation, provider, model, prompt_tokens, completion_tokens, items,
+                              cost_usd, latency_ms, cached, fallback_from, outcome, error)
+       VALUES (:tenantId, :projectId, :jobId, :operation, :provider, :model, :promptTokens, :completionTokens, :items,
+               :costUsd, :latencyMs, :cached, :fallbackFrom, :outcome, :error)
+       RETURNING tenant_id, cost_usd, created_at
+     )
+     INSERT INTO llm_monthly_spend (tenant_id, month, cost_usd)
+     SELECT tenant_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date, cost_usd FROM usage WHERE cost_usd > 0
+     ON CONFLICT (tenant_id, month) DO UPDATE SET cost_usd = llm_monthly_spend.cost_usd + EXCLUDED.cost_usd`,
+    { replacements: { ...record, latencyMs: Math.round(record.latencyMs) } },
+  );
 }
 
 /** What the tenant has spent on models this calendar month (UTC), in US dollars. */

@@ -164,6 +164,14 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   rotateSecret: async () => ({ path: `/secrets/${await sharedSecret()}/rotate`, body: { value: 'rbac table value, rotated' } }),
   deleteSecret: async () => ({ path: `/secrets/${await freshSecret()}` }),
   listSecretAccessLog: async () => ({ path: `/secrets/${await sharedSecret()}/access-log` }),
+
+  // The environment's defaults (builtin) throughout: probes answer in-process, no key is needed.
+  listLlmProviders: () => ({ path: '/llm/providers' }),
+  getLlmSettings: () => ({ path: '/llm/settings' }),
+  updateLlmSettings: () => ({ path: '/llm/settings', body: { monthlyBudgetUsd: null } }),
+  getLlmUsage: () => ({ path: '/llm/usage' }),
+  // No worker runs here: each allowed call leaves a queued provider check behind.
+  checkLlmProviders: () => ({ path: '/llm/checks' }),
 };
 
 const allSpecs = (): AnyRouteSpec[] => t.app.routers.flatMap((r) => r.specs);

@@ -9,10 +9,11 @@ import * as proto from '@temporalio/proto';
 import { Job } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { startCredentialCheck } from '../../services/credential-checks';
-import { cancelJob, type JobsDeps } from '../../services/jobs';
+import { cancelJob } from '../../services/jobs';
+import { startLlmCheck, type LlmJobsDeps } from '../../services/llm-checks';
 import { startProjectDeletion } from '../../services/project-deletion';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { createTestWorker } from '../harness/worker';
+import { createTestLlmWorker, createTestWorker } from '../harness/worker';
 import { backendsBlockedBy, createProject, createSecrets, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/job-helpers';
 
 /**
@@ -28,6 +29,7 @@ export const historyNames = [
   'auditRetention-completed',
   'reconcileJobs-completed',
   'checkProjectCredentials-completed',
+  'checkLlmProviders-completed',
 ] as const;
 export type HistoryName = (typeof historyNames)[number];
 
@@ -39,8 +41,8 @@ const RECORDER = 'auditflow-history-recorder';
 
 interface Recording {
   t: TestApp;
-  /** A client over the app's connection that signs its requests as the recorder. */
-  deps: JobsDeps;
+  /** A client over the app's connection that signs its requests as the recorder; the app's configuration. */
+  deps: LlmJobsDeps;
   admin: Member;
 }
 
@@ -96,6 +98,12 @@ const recorders: Record<HistoryName, Recorder> = {
     const { job } = await startCredentialCheck(r.deps, audit, { tenantId: r.admin.tenantId, projectId: project.id, requestedBy: `user:${r.admin.userId}` });
     return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
   },
+  // The environment's defaults (builtin): the three stages, one of them (structured output) skipped on record.
+  async 'checkLlmProviders-completed'(r) {
+    const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+    const { job } = await startLlmCheck(r.deps, audit, { tenantId: r.admin.tenantId, requestedBy: `user:${r.admin.userId}` });
+    return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
+  },
   // Both housekeeping workflows are recorded with arguments that leave other suites' rows alone.
   async 'auditRetention-completed'(r) {
     const handle = await r.deps.temporal.workflow.start('auditRetention', {
@@ -142,25 +150,33 @@ export function readHistoryFile(file: string): History {
 }
 
 /**
- * Runs the named workflows to their outcome on a test worker of a fresh app and writes their
- * histories to test/histories/, overwriting what is there. Needs the services of global-setup.
+ * Runs the named workflows to their outcome on test workers of a fresh app (one on its task
+ * queue, one on its LLM task queue for the model calls) and writes their histories to
+ * test/histories/, overwriting what is there. Needs the services of global-setup.
  */
 export async function recordHistories(names: readonly HistoryName[]): Promise<void> {
   const t = await startTestApp();
   try {
-    const { worker, connection } = await createTestWorker(t, { identity: RECORDER });
-    const temporal = new Client({ connection: t.temporal.connection, namespace: t.config.TEMPORAL_NAMESPACE, identity: RECORDER });
-    const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config }, admin: await registerTenant(t, 'recorder') };
+    const main = await createTestWorker(t, { identity: RECORDER });
     try {
-      const handles = await worker.runUntil(async () => {
-        const done: [HistoryName, WorkflowHandle][] = [];
-        for (const name of names) done.push([name, await recorders[name](recording)]);
-        return done;
-      });
-      await mkdir(historiesDir, { recursive: true });
-      for (const [name, handle] of handles) await writeFile(historyFile(name), historyFileText(await handle.fetchHistory()));
+      const llm = await createTestLlmWorker(t, { identity: RECORDER });
+      try {
+        const temporal = new Client({ connection: t.temporal.connection, namespace: t.config.TEMPORAL_NAMESPACE, identity: RECORDER });
+        const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config }, admin: await registerTenant(t, 'recorder') };
+        const handles = await main.worker.runUntil(() =>
+          llm.worker.runUntil(async () => {
+            const done: [HistoryName, WorkflowHandle][] = [];
+            for (const name of names) done.push([name, await recorders[name](recording)]);
+            return done;
+          }),
+        );
+        await mkdir(historiesDir, { recursive: true });
+        for (const [name, handle] of handles) await writeFile(historyFile(name), historyFileText(await handle.fetchHistory()));
+      } finally {
+        await llm.connection.close();
+      }
     } finally {
-      await connection.close();
+      await main.connection.close();
     }
   } finally {
     await t.close();

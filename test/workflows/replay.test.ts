@@ -57,6 +57,15 @@ describe('recorded workflow histories', () => {
       expect(activities.filter((a) => a === 'reportJobProgress')).toHaveLength(3);
       expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'listProjectSecretReferences', 'finishJob']));
     }
+    if (name === 'checkLlmProviders-completed') {
+      // One model call per stage on the LLM task queue; the skipped stage (builtin: no structured output) is on record.
+      expect(activities.filter((a) => a === 'checkLlmStage')).toHaveLength(3);
+      expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'recordStageSkipped', 'reportJobProgress', 'finishJob']));
+    }
+    if (name === 'reconcileJobs-completed') {
+      // Recorded with every patched step (the older histories without them are kept beside it).
+      expect(activities).toEqual(['reconcileOpenJobs', 'purgeExpiredIdempotencyKeys', 'purgeExpiredLlmCache']);
+    }
     if (name === 'deleteProject-cancelled') {
       // Cancelled mid-batch: the cleanup in the non-cancellable scope is in the reference.
       expect(events.some((e) => e.activityTaskCancelRequestedEventAttributes)).toBe(true);
