@@ -1,12 +1,16 @@
 import type { JobsDeps } from '../services/jobs';
+import type { LlmDeps } from '../services/llm';
+import type { LlmReviewDeps, ScanDeps } from '../services/scans';
 import type { VaultDeps } from '../services/vault';
 import { createAuditActivities } from './audit';
 import { createCredentialCheckActivities } from './credential-checks';
 import { createJobActivities } from './jobs';
+import { createLlmActivities } from './llm';
 import { createProjectDeletionActivities } from './project-deletion';
+import { createScanActivities, createScanReviewActivities } from './scans';
 
-/** What activities are bound to: the database, a Temporal client (for reconciliation), the task queue, the vault's keyring. */
-export type ActivityDeps = JobsDeps & VaultDeps;
+/** What activities are bound to: the database, a Temporal client (for reconciliation), the configuration (task queues, vault keyring, LLM settings). */
+export type ActivityDeps = JobsDeps & VaultDeps & LlmDeps & ScanDeps & LlmReviewDeps;
 
 /** Activities of the `auditflow` queue, bound to the worker's dependencies. */
 export function createActivities(deps: ActivityDeps) {
@@ -15,12 +19,14 @@ export function createActivities(deps: ActivityDeps) {
     ...createJobActivities(deps),
     ...createProjectDeletionActivities(deps),
     ...createCredentialCheckActivities(deps),
+    ...createScanActivities(deps),
   };
 }
 
-/** Activities of the `auditflow-llm` queue (model calls); the LLM gateway adds them. */
-export function createLlmActivities(_deps: ActivityDeps) {
-  return {};
+/** Activities of the `auditflow-llm` queue: every model call a workflow makes runs there. */
+export function createLlmQueueActivities(deps: ActivityDeps) {
+  return { ...createLlmActivities(deps), ...createScanReviewActivities(deps) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+export type LlmActivities = ReturnType<typeof createLlmQueueActivities>;

@@ -1,12 +1,11 @@
 import { Context } from '@temporalio/activity';
-import { deleteProjectDataBatch, deleteProjectRecord, remainingProjectData, restoreProject } from '../services/project-deletion';
-import type { JobsDeps } from '../services/jobs';
+import { deleteProjectDataBatch, deleteProjectRecord, remainingProjectData, restoreProject, type ProjectDeletionDeps } from '../services/project-deletion';
 import type { ProjectDataKind } from '../workflows/definitions';
 
-export function createProjectDeletionActivities(deps: JobsDeps) {
+export function createProjectDeletionActivities(deps: ProjectDeletionDeps) {
   return {
     async countProjectData(kind: ProjectDataKind, projectId: string, deletionJobId: string): Promise<number> {
-      return remainingProjectData(kind, projectId, deletionJobId);
+      return remainingProjectData(deps, kind, projectId, deletionJobId);
     },
     /**
      * One batch; returns what remains. It heartbeats all the while (a batch waiting on a lock is

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Client } from '@temporalio/client';
 import type { Sequelize } from 'sequelize';
+import type { BlobStore } from '../lib/blob-store';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { Mailer } from '../lib/mailer';
@@ -12,15 +13,18 @@ import { auditEveryChange, bearerAuth, requestContext } from './middleware/conte
 import { problemJson } from './middleware/errors';
 import { securityHeaders } from './middleware/security';
 import { buildOpenApi } from './openapi';
-import type { ApiRouter } from './route';
+import { uploadRouteMatcher, type ApiRouter } from './route';
 import { apiTokensRouter } from './routes/api-tokens';
 import { auditLogsRouter } from './routes/audit-logs';
 import { authRouter } from './routes/auth';
 import { healthRouter } from './routes/health';
 import { invitationsRouter } from './routes/invitations';
+import { issuesRouter } from './routes/issues';
 import { jobsRouter } from './routes/jobs';
+import { llmRouter } from './routes/llm';
 import { membersRouter } from './routes/members';
 import { projectsRouter } from './routes/projects';
+import { scansRouter } from './routes/scans';
 import { secretsRouter } from './routes/secrets';
 import type { AppState } from './state';
 
@@ -32,6 +36,8 @@ export interface AppDeps {
   mailer: Mailer;
   /** Wakes job event streams when a job event is written, by this instance or any other process. */
   jobEvents: PgListener;
+  /** Uploads (archives to scan) go here; workflows get their keys. */
+  blobs: BlobStore;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -45,15 +51,16 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
     invitationsRouter(deps),
     membersRouter(deps),
     projectsRouter(deps),
+    scansRouter(deps),
+    issuesRouter(deps),
     jobsRouter(deps),
     apiTokensRouter(deps),
     auditLogsRouter(deps),
     secretsRouter(deps),
+    llmRouter(deps),
   ];
-  const openapi = buildOpenApi(
-    routers.flatMap((r) => r.specs.map((s) => ({ ...s, path: API_PREFIX + s.path }))),
-    { version: '1.0.0', serverUrl: config.PUBLIC_URL },
-  );
+  const specs = routers.flatMap((r) => r.specs.map((s) => ({ ...s, path: API_PREFIX + s.path })));
+  const openapi = buildOpenApi(specs, { version: '1.0.0', serverUrl: config.PUBLIC_URL });
 
   const api = new Router<AppState>({ prefix: API_PREFIX });
   for (const r of routers) api.use(r.router.routes(), r.router.allowedMethods());
@@ -69,7 +76,7 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
   app.use(securityHeaders({ corsOrigins: config.CORS_ORIGINS, production: config.NODE_ENV === 'production' }));
   app.use(auditEveryChange);
   app.use(bearerAuth(config));
-  app.use(jsonBody(config.BODY_LIMIT_BYTES));
+  app.use(jsonBody(config.BODY_LIMIT_BYTES, uploadRouteMatcher(specs)));
   app.use(docsRouter().routes());
   app.use(api.routes());
   app.use(api.allowedMethods());

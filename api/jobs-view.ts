@@ -22,8 +22,8 @@ export const jobSchema = z.object({
   createdAt: timestamp,
   startedAt: timestamp.nullable(),
   finishedAt: timestamp.nullable(),
-  /** While running: the workflow's own live answer to the `progress` query. */
-  progress: z.object({ stage: z.string(), counters: z.record(z.string(), z.number()) }).nullable().optional(),
+  /** While running: the workflow's own live answer to the `progress` query (a kind may add numbers: a scan's filesTotal, filesAnalyzed, issuesFound). */
+  progress: z.object({ stage: z.string(), counters: z.record(z.string(), z.number()) }).catchall(z.number()).nullable().optional(),
 });
 
 export function jobView(job: Job, progress?: JobProgress | null) {

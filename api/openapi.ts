@@ -1,5 +1,5 @@
 import { z, type ZodType } from 'zod';
-import type { AnyRouteSpec } from './route';
+import type { AnyRouteSpec, UploadSpec } from './route';
 import { problemTypes } from './problems';
 
 type JsonSchema = Record<string, unknown>;
@@ -19,6 +19,7 @@ const problemSchema: JsonSchema = {
     detail: { type: 'string' },
     instance: { type: 'string' },
     requestId: { type: 'string' },
+    code: { type: 'string', description: 'A finer reason, for the problem types that document one' },
     errors: { type: 'array', items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } } },
   },
 };
@@ -43,6 +44,30 @@ function parameters(schema: ZodType | undefined, where: 'query' | 'path'): JsonS
   }));
 }
 
+/** An upload form: the file (`format: binary`) and the text fields, with the media types the file may have. */
+function uploadForm(upload: UploadSpec): JsonSchema {
+  const fields = schemaOf(upload.fields, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
+  return {
+    schema: {
+      type: 'object',
+      required: [upload.field, ...(fields.required ?? [])],
+      properties: {
+        [upload.field]: { type: 'string', format: 'binary', description: `${upload.description} At most ${upload.maxBytes} bytes.` },
+        ...fields.properties,
+      },
+    },
+    encoding: { [upload.field]: { contentType: upload.mediaTypes.join(', ') } },
+  };
+}
+
+/** The request body: JSON, a multipart upload, or either. */
+function requestBody(spec: AnyRouteSpec): JsonSchema | undefined {
+  const content: Record<string, JsonSchema> = {};
+  if (spec.body) content['application/json'] = { schema: schemaOf(spec.body, 'input') };
+  if (spec.upload) content['multipart/form-data'] = uploadForm(spec.upload);
+  return Object.keys(content).length > 0 ? { required: true, content } : undefined;
+}
+
 /** The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. */
 export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: string; serverUrl: string }): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
@@ -55,6 +80,7 @@ export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: st
         ...(r.schema ? { content: { [r.mediaType ?? 'application/json']: { schema: schemaOf(r.schema, 'output') } } } : {}),
       };
     }
+    const body = requestBody(spec);
     responses.default = { description: 'An error', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
     (paths[path] ??= {})[spec.method] = {
       operationId: spec.operationId,
@@ -62,9 +88,7 @@ export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: st
       tags: [spec.tag],
       ...(spec.access === 'public' ? { security: [] } : { 'x-required-permission': spec.access }),
       parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query'), ...(spec.idempotent ? [idempotencyKeyHeader] : [])],
-      ...(spec.body
-        ? { requestBody: { required: true, content: { 'application/json': { schema: schemaOf(spec.body, 'input') } } } }
-        : {}),
+      ...(body ? { requestBody: body } : {}),
       responses,
     };
   }

@@ -5,8 +5,13 @@
 export const problemTypes: Record<string, { title: string; description: string }> = {
   'validation-error': { title: 'Validation failed', description: 'The request body, query or path did not match the schema; `errors` lists each field and what is wrong with it.' },
   'malformed-json': { title: 'Malformed JSON', description: 'The request body is not valid JSON.' },
-  'unsupported-media-type': { title: 'Unsupported media type', description: 'This route accepts only `application/json` bodies.' },
-  'payload-too-large': { title: 'Payload too large', description: 'The request body exceeds the configured size limit (`limit`, in bytes).' },
+  'unsupported-media-type': {
+    title: 'Unsupported media type',
+    description:
+      'The body is of a media type the route does not take: routes accept `application/json` bodies, and routes that take uploads also `multipart/form-data`, whose file part must be of one of the media types the OpenAPI document lists for it.',
+  },
+  'payload-too-large': { title: 'Payload too large', description: 'The request body, or an uploaded file, exceeds the configured size limit (`limit`, in bytes: `BODY_LIMIT_BYTES` for JSON, `UPLOAD_MAX_BYTES` for uploads).' },
+  'malformed-multipart': { title: 'Malformed multipart body', description: 'The `multipart/form-data` body could not be parsed: no boundary, a malformed part header, or a form that ends early.' },
   unauthorized: { title: 'Unauthorized', description: 'No valid credentials: the bearer token is missing, malformed, expired, revoked, or for a removed member.' },
   'invalid-credentials': { title: 'Invalid credentials', description: 'The email and password do not match an account.' },
   forbidden: { title: 'Forbidden', description: 'The caller is authenticated but its role does not grant this action.' },
@@ -23,6 +28,20 @@ export const problemTypes: Record<string, { title: string; description: string }
   'invalid-llm-settings': { title: 'Invalid LLM settings', description: 'The settings name a provider that cannot do what its role needs, leave out an API key the provider requires, or point at an endpoint host the operator has not allowed (`LLM_ALLOWED_HOSTS`); `errors` names the field.' },
   'llm-budget-exhausted': { title: 'LLM budget exhausted', description: "The tenant's monthly LLM budget is spent (`budgetUsd`, `spentUsd`): work that calls models is refused until `resetsAt` or until an admin raises the budget." },
   'llm-provider-error': { title: 'LLM provider error', description: 'The model provider (and the fallback, if any) failed to answer a call made while you waited; `retryable` says whether trying again may help.' },
+  'unsafe-repository-url': {
+    title: 'Unsafe repository URL',
+    description:
+      'The repository to scan was refused before anything connected to it; `code` says why: `credentials-in-url` (tokens belong in the vault, referenced from the project settings), `scheme-not-allowed` (only https, http and file URLs; no `ext::`-style remote helpers or scp-like paths), `host-not-allowed` (not in `SCAN_ALLOWED_HOSTS`), `non-public-address` (the host resolves to a loopback, private, link-local or otherwise non-public address), `unresolvable`, `option-injection` (starts with `-`), `path-outside-roots` (a file URL outside `SCAN_FILE_ROOTS`) or `malformed`.',
+  },
+  'archive-rejected': {
+    title: 'Archive rejected',
+    description:
+      'The uploaded archive is not a ZIP we extract; `code` says why (`path-traversal`, `absolute-path`, `drive-letter`, `symlink`, `hardlink`, `special-file`, `duplicate-entry`, `ratio` (compression ratio above `ZIP_MAX_COMPRESSION_RATIO`), `corrupt` (not a ZIP, or a damaged one), `encrypted`, `unsupported-compression`) and `entry` names the entry at fault, when there is one.',
+  },
+  'archive-too-large': {
+    title: 'Archive too large',
+    description: 'The uploaded archive declares more entries (`code: too-many-entries`, limit `ZIP_MAX_ENTRIES`) or more inflated bytes (`code: too-large`, limit `ZIP_MAX_INFLATED_BYTES`) than this installation extracts.',
+  },
   'too-many-requests': { title: 'Too many requests', description: 'Too many failed attempts; retry after `Retry-After` seconds.' },
   'service-unavailable': { title: 'Service unavailable', description: 'A dependency (database, Temporal) is not reachable.' },
   'internal-error': { title: 'Internal error', description: 'An unexpected error; the request id identifies it in the server logs.' },

@@ -1,4 +1,5 @@
 import { createDatabase } from '../db';
+import { createBlobStore } from '../lib/blob-store';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createMailer } from '../lib/mailer';
@@ -15,7 +16,7 @@ async function main(): Promise<void> {
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: path.join(config.AUDITFLOW_DATA_DIR, 'mail') });
   const jobEvents = await listenForJobEvents(config, logger);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents });
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config) });
   const server = app.listen(config.API_PORT, config.API_HOST, () => {
     logger.info({ url: `http://localhost:${config.API_PORT}/api/v1`, docs: `http://localhost:${config.API_PORT}/docs` }, 'API listening');
   });

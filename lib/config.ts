@@ -86,6 +86,25 @@ export const configSchema = z
     LLM_INLINE_TIMEOUT_SECONDS: int(1, 300).default(20),
     LLM_WORKER_CONCURRENCY: int(1, 1000).default(8),
     LLM_QUEUE_ACTIVITIES_PER_SECOND: z.coerce.number().min(0.1).max(100_000).default(50),
+
+    S3_ENDPOINT: z.url().optional(),
+    S3_BUCKET: z.string().min(3).max(63).default('auditflow'),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    S3_FORCE_PATH_STYLE: bool.default(true),
+
+    SCAN_ALLOWED_HOSTS: list.default(['github.com', 'gitlab.com']),
+    SCAN_FILE_ROOTS: list.default([]),
+    SCAN_FETCH_TIMEOUT_SECONDS: int(5, 3600).default(300),
+    SCAN_MAX_REPOSITORY_BYTES: int(1024 * 1024, 50 * 1024 * 1024 * 1024).default(1024 * 1024 * 1024),
+    SCAN_MAX_FILE_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
+    SCAN_MAX_FILES: int(1, 10_000_000).default(200_000),
+    SCAN_LLM_MAX_FILES: int(0, 100_000).default(200),
+    UPLOAD_MAX_BYTES: int(1024, 10 * 1024 * 1024 * 1024).default(200 * 1024 * 1024),
+    ZIP_MAX_ENTRIES: int(1, 10_000_000).default(200_000),
+    ZIP_MAX_INFLATED_BYTES: int(1024, 100 * 1024 * 1024 * 1024).default(2 * 1024 * 1024 * 1024),
+    ZIP_MAX_COMPRESSION_RATIO: int(2, 100_000).default(200),
   })
   .superRefine((c, issue) => {
     const secret = c.JWT_SECRET;
@@ -95,6 +114,9 @@ export const configSchema = z
       }
     } else if (Buffer.byteLength(secret) < 32 || new Set(secret).size < 10) {
       issue.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'must be at least 32 bytes of random data' });
+    }
+    if (c.S3_ENDPOINT !== undefined && (c.S3_ACCESS_KEY_ID === undefined || c.S3_SECRET_ACCESS_KEY === undefined)) {
+      issue.addIssue({ code: 'custom', path: ['S3_ENDPOINT'], message: 'needs S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY' });
     }
     if (c.NODE_ENV === 'production' && c.BCRYPT_COST < 12) {
       issue.addIssue({ code: 'custom', path: ['BCRYPT_COST'], message: 'must be at least 12 in production' });

@@ -1,9 +1,9 @@
-import type { Transaction } from 'sequelize';
 import { Project, type Job } from '../db';
 import { NotFoundError } from '../lib/errors';
 import type { SecretReferenceVerdict } from '../workflows/definitions';
 import type { AuditScope } from './audit';
 import { startJob, type Idempotency, type JobsDeps } from './jobs';
+import { projectForNewJob } from './projects';
 import { secretReferencesIn } from './secrets';
 import { resolveSecretVersion, SecretReferenceError, type VaultDeps } from './vault';
 
@@ -23,15 +23,6 @@ export interface CredentialCheckRequest {
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** A project of the tenant that is not being deleted, share-locked until the job's row commits. */
-async function checkableProject(tenantId: string, projectId: string, transaction: Transaction): Promise<Project> {
-  // A share lock against deletion's update lock: either the deletion sees this job and refuses
-  // (409, jobs still running), or this check sees the project hidden (404).
-  const project = await Project.findOne({ where: { id: projectId, tenantId, deletionJobId: null }, transaction, lock: transaction.LOCK.SHARE });
-  if (!project) throw new NotFoundError('Project');
-  return project;
-}
-
 export async function startCredentialCheck(deps: JobsDeps, audit: AuditScope, request: CredentialCheckRequest): Promise<{ job: Job; replayed: boolean }> {
   return startJob(deps, audit, {
     tenantId: request.tenantId,
@@ -43,7 +34,7 @@ export async function startCredentialCheck(deps: JobsDeps, audit: AuditScope, re
     retryOf: request.retryOf,
     idempotency: request.idempotency,
     prepare: async (job, transaction) => {
-      const project = await checkableProject(request.tenantId, request.projectId, transaction);
+      const project = await projectForNewJob(request.tenantId, request.projectId, transaction);
       await job.update({ title: `Check credentials of “${project.name}”` }, { transaction });
     },
   });

@@ -4,10 +4,11 @@ import type { DeleteProjectParams, JobKind } from '../workflows/definitions';
 import type { AuditScope } from './audit';
 import { startCredentialCheck } from './credential-checks';
 import { getJob, reconcileJob, type Idempotency } from './jobs';
-import { startLlmCheck, type LlmJobsDeps } from './llm-checks';
+import { startLlmCheck } from './llm-checks';
+import { restartScan, type StartScanDeps } from './scans';
 import { startProjectDeletion } from './project-deletion';
 
-type Restart = (deps: LlmJobsDeps, audit: AuditScope, old: Job, requestedBy: string, idempotency?: Idempotency) => Promise<{ job: Job; replayed: boolean }>;
+type Restart = (deps: StartScanDeps, audit: AuditScope, old: Job, requestedBy: string, idempotency?: Idempotency) => Promise<{ job: Job; replayed: boolean }>;
 
 /** How each kind starts again: through the same function that started it, with the old job's parameters. */
 const restarts: Record<JobKind, Restart> = {
@@ -24,13 +25,14 @@ const restarts: Record<JobKind, Restart> = {
   checkProjectCredentials: (deps, audit, old, requestedBy, idempotency) =>
     startCredentialCheck(deps, audit, { tenantId: old.tenantId, projectId: old.projectId ?? '', requestedBy, retryOf: old.id, idempotency }),
   checkLlmProviders: (deps, audit, old, requestedBy, idempotency) => startLlmCheck(deps, audit, { tenantId: old.tenantId, requestedBy, retryOf: old.id, idempotency }),
+  scanRepository: restartScan,
 };
 
 const isJobKind = (kind: string): kind is JobKind => kind in restarts;
 
 /** A failed or cancelled job starts again as a new job linked to the old one (`retryOf`). */
 export async function retryJob(
-  deps: LlmJobsDeps,
+  deps: StartScanDeps,
   audit: AuditScope,
   request: { tenantId: string; jobId: string; requestedBy: string; idempotency?: Idempotency },
 ): Promise<{ job: Job; replayed: boolean }> {

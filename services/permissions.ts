@@ -11,6 +11,8 @@ export const permissionMatrix = {
   'projects:read': ['admin', 'approver', 'member', 'viewer'],
   'projects:write': ['admin', 'member'],
   'projects:delete': ['admin'],
+  /** Setting an issue's triage status (confirmed, false positive, won't fix, …) with a comment. */
+  'issues:triage': ['admin', 'approver', 'member'],
   'jobs:read': ['admin', 'approver', 'member', 'viewer'],
   'jobs:control': ['admin', 'approver', 'member'],
   'apiTokens:manage': ['admin', 'approver', 'member'],

@@ -1,5 +1,6 @@
 import { Op, type Transaction } from 'sequelize';
-import { Job, Project, terminalJobStatuses } from '../db';
+import { Issue, Job, Project, Scan, terminalJobStatuses } from '../db';
+import type { BlobStore } from '../lib/blob-store';
 import { ConflictError, NotFoundError } from '../lib/errors';
 import type { DeleteProjectParams, ProjectDataKind } from '../workflows/definitions';
 import type { AuditScope } from './audit';
@@ -63,8 +64,23 @@ const finishedJobsOf = async (projectId: string, deletionJobId: string, transact
 type BatchDeleter = (projectId: string, deletionJobId: string, batchSize: number, transaction: Transaction) => Promise<number>;
 type Counter = (projectId: string, deletionJobId: string) => Promise<number>;
 
+/** What deleting a project's data needs: its rows, and the blob store holding its uploads. */
+export type ProjectDeletionDeps = Pick<JobsDeps, 'sequelize'> & { blobs: BlobStore };
+
+/** Every blob of a project lives under this prefix (uploads to scan, reports). */
+export const projectBlobPrefix = (projectId: string) => `projects/${projectId}/`;
+
+/** A batch of the project's rows of one table, oldest first. */
+async function deleteRows(table: 'issues' | 'scans', deps: ProjectDeletionDeps, projectId: string, batchSize: number, transaction: Transaction): Promise<number> {
+  const [, meta] = await deps.sequelize.query(
+    `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE project_id = :projectId ORDER BY created_at, id LIMIT :batchSize)`,
+    { replacements: { projectId, batchSize }, transaction },
+  );
+  return (meta as { rowCount?: number }).rowCount ?? 0;
+}
+
 /** For each kind of project data: how much is left, and how to delete one batch of it. */
-const projectData: Record<ProjectDataKind, { remaining: Counter; deleteBatch: BatchDeleter }> = {
+const projectData = (deps: ProjectDeletionDeps): Record<ProjectDataKind, { remaining: Counter; deleteBatch: BatchDeleter }> => ({
   // The project's finished jobs (and, by cascade, their events), never the deletion itself nor the attempts it retries.
   jobs: {
     remaining: async (projectId, deletionJobId) => Job.count({ where: await finishedJobsOf(projectId, deletionJobId) }),
@@ -73,10 +89,24 @@ const projectData: Record<ProjectDataKind, { remaining: Counter; deleteBatch: Ba
       return Job.destroy({ where: { id: batch.map((j) => j.id) }, transaction });
     },
   },
-};
+  issues: {
+    remaining: (projectId) => Issue.count({ where: { projectId } }),
+    deleteBatch: (projectId, _deletionJobId, batchSize, transaction) => deleteRows('issues', deps, projectId, batchSize, transaction),
+  },
+  // A scan's files go with it (cascade).
+  scans: {
+    remaining: (projectId) => Scan.count({ where: { projectId } }),
+    deleteBatch: (projectId, _deletionJobId, batchSize, transaction) => deleteRows('scans', deps, projectId, batchSize, transaction),
+  },
+  // Blobs are not in the database: a batch deletes up to batchSize of them, outside the transaction (deleting a blob twice is harmless).
+  blobs: {
+    remaining: (projectId) => deps.blobs.countPrefix(projectBlobPrefix(projectId)),
+    deleteBatch: (projectId, _deletionJobId, batchSize) => deps.blobs.deletePrefix(projectBlobPrefix(projectId), batchSize),
+  },
+});
 
-export function remainingProjectData(kind: ProjectDataKind, projectId: string, deletionJobId: string): Promise<number> {
-  return projectData[kind].remaining(projectId, deletionJobId);
+export function remainingProjectData(deps: ProjectDeletionDeps, kind: ProjectDataKind, projectId: string, deletionJobId: string): Promise<number> {
+  return projectData(deps)[kind].remaining(projectId, deletionJobId);
 }
 
 /**
@@ -84,7 +114,7 @@ export function remainingProjectData(kind: ProjectDataKind, projectId: string, d
  * `cancelled` fires before the batch commits, the batch is rolled back.
  */
 export async function deleteProjectDataBatch(
-  deps: Pick<JobsDeps, 'sequelize'>,
+  deps: ProjectDeletionDeps,
   kind: ProjectDataKind,
   projectId: string,
   deletionJobId: string,
@@ -92,10 +122,10 @@ export async function deleteProjectDataBatch(
   cancelled?: AbortSignal,
 ): Promise<number> {
   await deps.sequelize.transaction(async (transaction) => {
-    await projectData[kind].deleteBatch(projectId, deletionJobId, batchSize, transaction);
+    await projectData(deps)[kind].deleteBatch(projectId, deletionJobId, batchSize, transaction);
     cancelled?.throwIfAborted();
   });
-  return remainingProjectData(kind, projectId, deletionJobId);
+  return remainingProjectData(deps, kind, projectId, deletionJobId);
 }
 
 /** The last step: the project row itself (idempotent). */

@@ -1,4 +1,4 @@
-import { Op, UniqueConstraintError, type Sequelize } from 'sequelize';
+import { Op, UniqueConstraintError, type Sequelize, type Transaction } from 'sequelize';
 import { Project } from '../db';
 import { ConflictError, NotFoundError } from '../lib/errors';
 import type { AuditScope } from './audit';
@@ -65,4 +65,15 @@ export async function updateProject(sequelize: Sequelize, audit: AuditScope, ten
 /** A tenant's projects, oldest first. */
 export async function listProjects(tenantId: string, request: PageRequest): Promise<Page<Project>> {
   return pageInCreationOrder(request, ({ after, order, limit }) => Project.findAll({ where: { [Op.and]: [{ tenantId, deletionJobId: null }, after] }, order, limit }));
+}
+
+/**
+ * A project of the tenant that is not being deleted, share-locked until the transaction of a job
+ * started on it commits: against deletion's update lock, either the deletion sees the job and
+ * refuses (409, jobs still running), or the job sees the project hidden (404).
+ */
+export async function projectForNewJob(tenantId: string, projectId: string, transaction: Transaction): Promise<Project> {
+  const project = await Project.findOne({ where: { id: projectId, tenantId, deletionJobId: null }, transaction, lock: transaction.LOCK.SHARE });
+  if (!project) throw new NotFoundError('Project');
+  return project;
 }

@@ -1,7 +1,8 @@
 import os from 'node:os';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, createLlmActivities } from '../activities';
+import { createActivities, createLlmQueueActivities } from '../activities';
 import { createDatabase } from '../db';
+import { createBlobStore } from '../lib/blob-store';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { connectTemporal } from '../lib/temporal';
@@ -20,12 +21,18 @@ async function main(): Promise<void> {
   const client = await connectTemporal(config);
   const identity = `${process.pid}@${os.hostname()}`;
   const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
-  const deps = { sequelize, temporal: client, config };
+  const deps = { sequelize, temporal: client, config, blobs: createBlobStore(config) };
 
   const queues = [
     { taskQueue: config.TEMPORAL_TASK_QUEUE, workflowsPath: require.resolve('../workflows'), activities: createActivities(deps) },
-    // A global ceiling on concurrent model calls per worker; per-provider limits live in the gateway.
-    { taskQueue: config.TEMPORAL_LLM_TASK_QUEUE, activities: createLlmActivities(deps), maxConcurrentActivityTaskExecutions: 8 },
+    // Global ceilings on model calls: per worker (concurrency) and per queue across all workers
+    // (enforced by the Temporal server); per-provider limits live in the gateway.
+    {
+      taskQueue: config.TEMPORAL_LLM_TASK_QUEUE,
+      activities: createLlmQueueActivities(deps),
+      maxConcurrentActivityTaskExecutions: config.LLM_WORKER_CONCURRENCY,
+      maxTaskQueueActivitiesPerSecond: config.LLM_QUEUE_ACTIVITIES_PER_SECOND,
+    },
   ];
   // The SDK refuses a worker with nothing to run, so a queue without work yet gets no worker.
   const served = queues.filter((q) => q.workflowsPath !== undefined || Object.keys(q.activities).length > 0);

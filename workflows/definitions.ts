@@ -28,7 +28,7 @@ export interface AuditRetentionResult {
 export const auditRetentionScheduleId = (taskQueue: string) => `${taskQueue}-audit-retention`;
 
 /** Every kind of job; the workflow type of a job is its kind. */
-export const jobKinds = ['deleteProject', 'checkProjectCredentials'] as const;
+export const jobKinds = ['deleteProject', 'checkProjectCredentials', 'checkLlmProviders', 'scanRepository'] as const;
 export type JobKind = (typeof jobKinds)[number];
 
 /** One job = one workflow id: `<kind>-<jobId>`. */
@@ -76,8 +76,84 @@ export interface CredentialCheckResult {
 }
 
 /** The kinds of a project's data deletion removes, in order; later features add theirs here. */
-export const projectDataKinds = ['jobs'] as const;
+export const projectDataKinds = ['jobs', 'issues', 'scans', 'blobs'] as const;
 export type ProjectDataKind = (typeof projectDataKinds)[number];
 
 /** The periodic sweep that reconciles job rows with their workflows, one per deployment. */
 export const jobReconciliationScheduleId = (taskQueue: string) => `${taskQueue}-job-reconciliation`;
+
+/** Jobs that call models carry the deployment's task queue of model calls. */
+export interface LlmJobParams {
+  llmTaskQueue: string;
+}
+
+/** Failure types of model-call activities, for workflows to tell a spent budget from a provider failure. */
+export const llmFailureTypes = {
+  /** The tenant's monthly budget is spent: LLM stages are skipped, not retried. */
+  budgetExhausted: 'LlmBudgetExhausted',
+  /** The provider (and the fallback) failed; retryable or not as the cause decides. */
+  providerFailed: 'LlmProviderError',
+} as const;
+
+/** The stages of an LLM provider check, each a real call through the gateway. */
+export const llmCheckStages = ['chat', 'structured', 'embeddings'] as const;
+export type LlmCheckStage = (typeof llmCheckStages)[number];
+
+export interface LlmStageVerdict {
+  stage: LlmCheckStage;
+  status: 'ok' | 'failed' | 'skipped';
+  provider?: string;
+  model?: string;
+  latencyMs?: number;
+  costUsd?: number;
+  /** The chat provider that failed, when the fallback answered. */
+  fallbackFrom?: string | null;
+  /** What the stage saw (the answer's start, the embedding dimensions) or why it failed or was skipped. */
+  detail: string;
+}
+
+export interface LlmCheckResult {
+  counters: Record<LlmStageVerdict['status'], number>;
+  verdicts: LlmStageVerdict[];
+}
+
+/** A repository scan's job: the scan row it fills, and how it divides the work. */
+export interface ScanParams extends LlmJobParams {
+  scanId: string;
+  /** Files per analysis activity. */
+  batchSize: number;
+  /** Analysis activities running at once. */
+  parallelism: number;
+  /** Batches one workflow run analyzes before continuing as new (keeps each run's history bounded). */
+  batchesPerRun: number;
+  /**
+   * How long a scan step (fetch and select, a batch, finalize) may go without a heartbeat before
+   * Temporal retries it, presumably on another worker; 60 when absent. Tests of dead workers lower it.
+   */
+  heartbeatTimeoutSeconds?: number;
+  /** Carried across continue-as-new: where the next run resumes, and what earlier runs counted. */
+  resume?: { plan: ScanPlanSummary; nextBatch: number; counters: ScanCounters };
+}
+
+export interface ScanPlanSummary {
+  filesTotal: number;
+  filesToAnalyze: number;
+  filesCarried: number;
+  filesSkipped: number;
+  batches: number;
+}
+
+export interface ScanCounters {
+  filesTotal: number;
+  filesAnalyzed: number;
+  filesFailed: number;
+  issuesFound: number;
+}
+
+/** The live state of a scan, answered by its `progress` query. */
+export interface ScanProgress extends JobProgress {
+  stage: 'starting' | 'fetching' | 'analyzing' | 'reviewing' | 'finalizing' | 'completed';
+  filesTotal: number;
+  filesAnalyzed: number;
+  issuesFound: number;
+}

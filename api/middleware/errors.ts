@@ -4,6 +4,11 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUp
 import { AppError } from '../../lib/errors';
 import { problemTypes } from '../problems';
 import { LlmProviderError } from '../../lib/llm';
+import { UnsafeSourceError } from '../../lib/net-guard';
+import { ArchiveRejectedError } from '../../lib/zip-extract';
+
+/** Archive rejections about size, not shape: the client can send a smaller archive (or the operator raise a limit). */
+const archiveTooLarge = new Set(['too-many-entries', 'too-large']);
 
 /** problem+json body for an error; unexpected errors reveal nothing but the request id. */
 function toProblem(err: unknown): AppError {
@@ -20,6 +25,11 @@ function toProblem(err: unknown): AppError {
       { provider: err.provider, kind: err.kind, retryable: err.retryable },
       retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) },
     );
+  }
+  if (err instanceof UnsafeSourceError) return new AppError(422, 'unsafe-repository-url', err.message, { code: err.code });
+  if (err instanceof ArchiveRejectedError) {
+    const extra = { code: err.code, ...(err.entry === undefined ? {} : { entry: err.entry }) };
+    return archiveTooLarge.has(err.code) ? new AppError(413, 'archive-too-large', err.message, extra) : new AppError(422, 'archive-rejected', err.message, extra);
   }
   if (err instanceof WorkflowUpdateFailedError) return new AppError(409, 'conflict', err.cause?.message ?? 'The workflow refused the update.');
   const status = (err as { status?: unknown; expose?: unknown }).status;

@@ -238,6 +238,101 @@ export class LlmUsage extends Model<InferAttributes<LlmUsage>, InferCreationAttr
   declare createdAt: CreationOptional<Date>;
 }
 
+export const severities = ['critical', 'high', 'medium', 'low', 'info'] as const;
+export type IssueSeverity = (typeof severities)[number];
+export const issueStatuses = ['open', 'confirmed', 'false_positive', 'wont_fix', 'fixed'] as const;
+export type IssueStatus = (typeof issueStatuses)[number];
+
+/** What a scan read: a git URL, a hosted repository, or an uploaded archive's blob. Never a token. */
+export type ScanSource =
+  | { type: 'git'; url: string; ref?: string }
+  | { type: 'github' | 'gitlab'; repo: string; ref?: string; baseUrl?: string }
+  | { type: 'zip'; blobKey: string; fileName: string; sha256: string; bytes: number };
+
+/** Lines around an issue as last seen: `lines[0]` is line `startLine` of the file. */
+export interface CodeContext {
+  startLine: number;
+  lines: string[];
+}
+
+export interface ScanWarning {
+  path: string | null;
+  message: string;
+}
+
+export class Scan extends Model<InferAttributes<Scan>, InferCreationAttributes<Scan>> {
+  declare id: string;
+  declare tenantId: string;
+  declare projectId: string;
+  declare jobId: string | null;
+  declare source: ScanSource;
+  declare mode: 'full' | 'incremental';
+  declare status: CreationOptional<JobStatus>;
+  declare baseScanId: string | null;
+  declare commitSha: CreationOptional<string | null>;
+  declare archiveSha256: CreationOptional<string | null>;
+  declare analysisDigest: CreationOptional<string | null>;
+  declare filesTotal: CreationOptional<number>;
+  declare filesAnalyzed: CreationOptional<number>;
+  declare filesCarried: CreationOptional<number>;
+  declare filesSkipped: CreationOptional<number>;
+  declare findings: CreationOptional<Partial<Record<IssueSeverity, number>>>;
+  declare newIssues: CreationOptional<number>;
+  declare fixedIssues: CreationOptional<number>;
+  declare warnings: CreationOptional<ScanWarning[]>;
+  declare llm: CreationOptional<Record<string, unknown>>;
+  declare error: CreationOptional<string | null>;
+  declare startedAt: CreationOptional<Date | null>;
+  declare finishedAt: CreationOptional<Date | null>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+export class ScanFile extends Model<InferAttributes<ScanFile>, InferCreationAttributes<ScanFile>> {
+  declare scanId: string;
+  declare seq: number;
+  declare path: string;
+  declare language: string;
+  declare bytes: number;
+  declare contentHash: string;
+  declare state: CreationOptional<'pending' | 'analyzed' | 'carried' | 'failed'>;
+  declare batch: number | null;
+  declare findings: CreationOptional<number>;
+  declare warning: CreationOptional<string | null>;
+}
+
+export class Issue extends Model<InferAttributes<Issue>, InferCreationAttributes<Issue>> {
+  declare id: string;
+  declare tenantId: string;
+  declare projectId: string;
+  declare fingerprint: string;
+  declare occurrence: number;
+  declare ruleId: string;
+  declare source: 'rule' | 'llm';
+  declare title: string;
+  declare message: string;
+  declare severity: IssueSeverity;
+  declare cwe: string | null;
+  declare path: string;
+  declare startLine: number;
+  declare endLine: number;
+  declare startColumn: number;
+  declare matchedText: string;
+  declare codeContext: CreationOptional<CodeContext | Record<string, never>>;
+  declare suppressed: CreationOptional<boolean>;
+  declare status: CreationOptional<IssueStatus>;
+  declare statusComment: CreationOptional<string | null>;
+  declare statusChangedBy: CreationOptional<string | null>;
+  declare statusChangedAt: CreationOptional<Date | null>;
+  declare firstSeenScanId: string | null;
+  declare lastSeenScanId: string | null;
+  declare fixedInScanId: CreationOptional<string | null>;
+  declare firstSeenAt: CreationOptional<Date>;
+  declare lastSeenAt: CreationOptional<Date>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
 
@@ -479,6 +574,86 @@ export function initModels(sequelize: Sequelize): void {
     },
     { ...common, tableName: 'llm_usage', updatedAt: false },
   );
+  const counter = () => ({ type: DataTypes.INTEGER, allowNull: false, defaultValue: 0 });
+  Scan.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: { type: DataTypes.UUID, allowNull: false },
+      jobId: DataTypes.UUID,
+      source: { type: DataTypes.JSONB, allowNull: false },
+      mode: { type: DataTypes.TEXT, allowNull: false },
+      status: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'queued' },
+      baseScanId: DataTypes.UUID,
+      commitSha: DataTypes.TEXT,
+      archiveSha256: DataTypes.TEXT,
+      analysisDigest: DataTypes.TEXT,
+      filesTotal: counter(),
+      filesAnalyzed: counter(),
+      filesCarried: counter(),
+      filesSkipped: counter(),
+      findings: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      newIssues: counter(),
+      fixedIssues: counter(),
+      warnings: { type: DataTypes.JSONB, allowNull: false, defaultValue: [] },
+      llm: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      error: DataTypes.TEXT,
+      startedAt: DataTypes.DATE,
+      finishedAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'scans' },
+  );
+  ScanFile.init(
+    {
+      scanId: { type: DataTypes.UUID, primaryKey: true },
+      seq: { type: DataTypes.INTEGER, primaryKey: true },
+      path: { type: DataTypes.TEXT, allowNull: false },
+      language: { type: DataTypes.TEXT, allowNull: false },
+      bytes: { type: DataTypes.INTEGER, allowNull: false },
+      contentHash: { type: DataTypes.TEXT, allowNull: false },
+      state: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'pending' },
+      batch: DataTypes.INTEGER,
+      findings: counter(),
+      warning: DataTypes.TEXT,
+    },
+    { ...common, tableName: 'scan_files', timestamps: false },
+  );
+  Issue.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: { type: DataTypes.UUID, allowNull: false },
+      fingerprint: { type: DataTypes.TEXT, allowNull: false },
+      occurrence: { type: DataTypes.INTEGER, allowNull: false },
+      ruleId: { type: DataTypes.TEXT, allowNull: false },
+      source: { type: DataTypes.TEXT, allowNull: false },
+      title: { type: DataTypes.TEXT, allowNull: false },
+      message: { type: DataTypes.TEXT, allowNull: false },
+      severity: { type: DataTypes.TEXT, allowNull: false },
+      cwe: DataTypes.TEXT,
+      path: { type: DataTypes.TEXT, allowNull: false },
+      startLine: { type: DataTypes.INTEGER, allowNull: false },
+      endLine: { type: DataTypes.INTEGER, allowNull: false },
+      startColumn: { type: DataTypes.INTEGER, allowNull: false },
+      matchedText: { type: DataTypes.TEXT, allowNull: false },
+      codeContext: { type: DataTypes.JSONB, allowNull: false, defaultValue: {} },
+      suppressed: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: false },
+      status: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'open' },
+      statusComment: DataTypes.TEXT,
+      statusChangedBy: DataTypes.TEXT,
+      statusChangedAt: DataTypes.DATE,
+      firstSeenScanId: DataTypes.UUID,
+      lastSeenScanId: DataTypes.UUID,
+      fixedInScanId: DataTypes.UUID,
+      firstSeenAt: DataTypes.DATE,
+      lastSeenAt: DataTypes.DATE,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'issues' },
+  );
   AuditLog.init(
     {
       id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
@@ -510,6 +685,7 @@ export function initModels(sequelize: Sequelize): void {
   Job.belongsTo(Tenant, { foreignKey: 'tenantId' });
   JobEvent.belongsTo(Job, { foreignKey: 'jobId' });
   Secret.belongsTo(Tenant, { foreignKey: 'tenantId' });
+  Scan.belongsTo(Project, { foreignKey: 'projectId' });
   Secret.hasMany(SecretVersion, { foreignKey: 'secretId', as: 'versions' });
   SecretVersion.belongsTo(Secret, { foreignKey: 'secretId', as: 'secret' });
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AnyRouteSpec } from '../../api/route';
-import { ApiToken, AuditLog, User, roles, type Role } from '../../db';
+import { ApiToken, AuditLog, Issue, Scan, User, roles, type Role } from '../../db';
 import { tokenDigest } from '../../lib/crypto';
 import { can } from '../../services/permissions';
 import { issueAccessToken } from '../../services/tokens';
@@ -95,6 +95,44 @@ const sharedSecret = () => (sharedSecretId ??= freshSecret());
 let finishedJobId: Promise<string> | undefined;
 const finishedJob = () => (finishedJobId ??= failedJob());
 
+/** A git source the app accepts (its allowlist names 127.0.0.1); no worker runs here, so nothing connects. */
+const gitSource = { type: 'git', url: 'http://127.0.0.1:9/rbac.git' };
+
+/** One scan, queued for ever (no worker), on a project of its own: a project has one scan at a time. */
+let sharedScanId: Promise<string> | undefined;
+const sharedScan = () =>
+  (sharedScanId ??= (async () => {
+    const job = await t.post(`/api/v1/projects/${await freshProject()}/scans`, { source: gitSource }, { token: await accessTokenOf(admin.userId) });
+    return (await Scan.findOne({ where: { jobId: job.body.id }, rejectOnEmpty: true })).id;
+  })());
+
+/** One issue of the shared project, written as a scan would. */
+let sharedIssueId: Promise<string> | undefined;
+const sharedIssue = () =>
+  (sharedIssueId ??= (async () => {
+    const issue = await Issue.create({
+      id: randomUUID(),
+      tenantId,
+      projectId,
+      fingerprint: randomUUID(),
+      occurrence: 0,
+      ruleId: 'js.eval',
+      source: 'rule',
+      title: 'eval of dynamic code',
+      message: 'eval() runs whatever string it is given',
+      severity: 'high',
+      cwe: 'CWE-95',
+      path: 'src/app.js',
+      startLine: 3,
+      endLine: 3,
+      startColumn: 1,
+      matchedText: 'eval(input)',
+      firstSeenScanId: null,
+      lastSeenScanId: null,
+    });
+    return issue.id;
+  })());
+
 /**
  * One valid request per operation: real ids of the tenant, minimal valid bodies, live emailed
  * tokens, so an allowed caller gets one of the route's declared answers. Routes that use up or
@@ -145,6 +183,15 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   deleteProject: async () => ({ path: `/projects/${await freshProject()}` }),
   // No worker runs here: each allowed call leaves a queued check of the shared project behind.
   checkProjectCredentials: () => ({ path: `/projects/${projectId}/credential-checks` }),
+
+  // A project has one scan at a time: each allowed call scans a fresh project (and leaves it queued).
+  startScan: async () => ({ path: `/projects/${await freshProject()}/scans`, body: { source: gitSource } }),
+  listProjectScans: () => ({ path: `/projects/${projectId}/scans` }),
+  getScan: async () => ({ path: `/scans/${await sharedScan()}` }),
+
+  listProjectIssues: () => ({ path: `/projects/${projectId}/issues` }),
+  getIssue: async () => ({ path: `/issues/${await sharedIssue()}` }),
+  triageIssue: async () => ({ path: `/issues/${await sharedIssue()}`, body: { status: 'confirmed', comment: 'checked by the rbac table' } }),
 
   listJobs: () => ({ path: '/jobs' }),
   getJob: async () => ({ path: `/jobs/${await finishedJob()}` }),
@@ -237,7 +284,7 @@ const callers: Caller[] = [
 ];
 
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestApp({ SCAN_ALLOWED_HOSTS: '127.0.0.1' });
   admin = await registerTenant(t, 'rbac');
   tenantId = admin.tenantId;
   projectId = (await t.post('/api/v1/projects', { name: 'rbac project' }, { token: admin.accessToken })).body.id;

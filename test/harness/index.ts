@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Sequelize } from 'sequelize';
 import { createApp } from '../../api/app';
 import { createDatabase } from '../../db';
+import { createBlobStore, type BlobStore } from '../../lib/blob-store';
 import { loadConfig, type Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
 import { createMailer } from '../../lib/mailer';
@@ -34,6 +35,7 @@ export interface TestApp {
   temporal: Client;
   mailbox: Mailbox;
   jobEvents: PgListener;
+  blobs: BlobStore;
   app: ReturnType<typeof createApp>;
   server: Server;
   openapi: Record<string, unknown>;
@@ -63,7 +65,8 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
   const jobEvents = await listenForJobEvents(config, logger);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents });
+  const blobs = createBlobStore(config);
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs });
   // Listening before the first request: supertest would otherwise open and close a server per call.
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -86,6 +89,7 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
     temporal,
     mailbox,
     jobEvents,
+    blobs,
     app,
     server,
     openapi: app.openapi,

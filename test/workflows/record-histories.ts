@@ -6,14 +6,16 @@ import path from 'node:path';
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils';
 import * as proto from '@temporalio/proto';
-import { Job } from '../../db';
+import { Issue, Job, Scan } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { startCredentialCheck } from '../../services/credential-checks';
 import { cancelJob } from '../../services/jobs';
 import { startLlmCheck, type LlmJobsDeps } from '../../services/llm-checks';
 import { startProjectDeletion } from '../../services/project-deletion';
+import { startScan } from '../../services/scans';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { createTestLlmWorker, createTestWorker } from '../harness/worker';
+import { zipOf } from '../harness/zip';
 import { backendsBlockedBy, createProject, createSecrets, lockJobRow, seedFinishedJobs, waitUntil } from '../jobs/job-helpers';
 
 /**
@@ -30,6 +32,7 @@ export const historyNames = [
   'reconcileJobs-completed',
   'checkProjectCredentials-completed',
   'checkLlmProviders-completed',
+  'scanRepository-completed',
 ] as const;
 export type HistoryName = (typeof historyNames)[number];
 
@@ -41,8 +44,8 @@ const RECORDER = 'auditflow-history-recorder';
 
 interface Recording {
   t: TestApp;
-  /** A client over the app's connection that signs its requests as the recorder; the app's configuration. */
-  deps: LlmJobsDeps;
+  /** A client over the app's connection that signs its requests as the recorder; the app's configuration and blob store. */
+  deps: LlmJobsDeps & { blobs: TestApp['blobs']; config: TestApp['config'] };
   admin: Member;
 }
 
@@ -57,9 +60,46 @@ async function settled(handle: WorkflowHandle): Promise<WorkflowHandle> {
   return handle;
 }
 
-/** A project with `rows` finished jobs and a deletion of it started with `batchSize`. */
-async function startDeletion(r: Recording, rows: number, batchSize: number, lockedRow?: number) {
+/** A project's scan data as a scan leaves it: `issues` issues of one scan of an upload, and the upload's blob. */
+async function seedScanData(r: Recording, projectId: string, issues: number): Promise<void> {
+  const blob = await r.deps.blobs.put(`projects/${projectId}/uploads/${randomUUID()}.zip`, await zipOf({ 'README.md': '# history\n' }));
+  const scan = await Scan.create({
+    id: randomUUID(),
+    tenantId: r.admin.tenantId,
+    projectId,
+    jobId: null,
+    source: { type: 'zip', blobKey: blob.key, fileName: 'history.zip', sha256: blob.sha256, bytes: blob.bytes },
+    mode: 'full',
+    baseScanId: null,
+  });
+  await Issue.bulkCreate(
+    Array.from({ length: issues }, (_, i) => ({
+      id: randomUUID(),
+      tenantId: r.admin.tenantId,
+      projectId,
+      fingerprint: `history-${i}`,
+      occurrence: 0,
+      ruleId: 'js-eval',
+      source: 'rule' as const,
+      title: 'eval of a non-literal value',
+      message: 'seeded',
+      severity: 'high' as const,
+      cwe: 'CWE-95',
+      path: `src/mod${i}.js`,
+      startLine: 1,
+      endLine: 1,
+      startColumn: 1,
+      matchedText: 'eval(input)',
+      firstSeenScanId: scan.id,
+      lastSeenScanId: scan.id,
+    })),
+  );
+}
+
+/** A project with `rows` finished jobs (and scan data, when given) and a deletion of it started with `batchSize`. */
+async function startDeletion(r: Recording, rows: number, batchSize: number, lockedRow?: number, scanIssues?: number) {
   const project = (await r.t.post('/api/v1/projects', { name: `history-${randomUUID()}` }, { token: r.admin.accessToken })).body;
+  if (scanIssues !== undefined) await seedScanData(r, project.id, scanIssues);
   const seeded = await seedFinishedJobs(r.admin.tenantId, project.id, rows);
   const lock = lockedRow === undefined ? undefined : await lockJobRow(seeded[lockedRow] ?? '');
   const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
@@ -68,9 +108,9 @@ async function startDeletion(r: Recording, rows: number, batchSize: number, lock
 }
 
 const recorders: Record<HistoryName, Recorder> = {
-  // Three rows in batches of two: the batch loop runs twice, then the project row goes.
+  // Batches of two: three jobs and three issues (two batches each), a scan and an uploaded blob (one each), then the project row.
   async 'deleteProject-completed'(r) {
-    const { handle } = await startDeletion(r, 3, 2);
+    const { handle } = await startDeletion(r, 3, 2, undefined, 3);
     return settled(handle);
   },
   // Batches of one; the second waits on a row lock, and the job is cancelled as the API does it.
@@ -102,6 +142,27 @@ const recorders: Record<HistoryName, Recorder> = {
   async 'checkLlmProviders-completed'(r) {
     const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
     const { job } = await startLlmCheck(r.deps, audit, { tenantId: r.admin.tenantId, requestedBy: `user:${r.admin.userId}` });
+    return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
+  },
+  // An uploaded ZIP of three files in batches of one, two batches at a time: the batch lanes with
+  // their progress reports, the LLM stage skipped (the built-in provider), the finalization.
+  async 'scanRepository-completed'(r) {
+    const project = await createProject(r.t, r.admin.accessToken, 'history-scan');
+    const archive = await zipOf({
+      'src/app.js': 'module.exports = (input) => eval(input);\n',
+      'app/load.py': 'import yaml\n\ndef load(data):\n    return yaml.load(data)\n',
+      'README.md': '# history\n',
+    });
+    const blob = await r.deps.blobs.put(`projects/${project.id}/uploads/${randomUUID()}.zip`, archive, { contentType: 'application/zip' });
+    const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+    const { job } = await startScan(r.deps, audit, {
+      tenantId: r.admin.tenantId,
+      projectId: project.id,
+      requestedBy: `user:${r.admin.userId}`,
+      source: { type: 'zip', blobKey: blob.key, fileName: 'history.zip', sha256: blob.sha256, bytes: blob.bytes },
+      mode: 'full',
+      tuning: { batchSize: 1, parallelism: 2 },
+    });
     return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
   },
   // Both housekeeping workflows are recorded with arguments that leave other suites' rows alone.
@@ -162,7 +223,7 @@ export async function recordHistories(names: readonly HistoryName[]): Promise<vo
       const llm = await createTestLlmWorker(t, { identity: RECORDER });
       try {
         const temporal = new Client({ connection: t.temporal.connection, namespace: t.config.TEMPORAL_NAMESPACE, identity: RECORDER });
-        const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config }, admin: await registerTenant(t, 'recorder') };
+        const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config, blobs: t.blobs }, admin: await registerTenant(t, 'recorder') };
         const handles = await main.worker.runUntil(() =>
           llm.worker.runUntil(async () => {
             const done: [HistoryName, WorkflowHandle][] = [];

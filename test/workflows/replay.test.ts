@@ -66,6 +66,19 @@ describe('recorded workflow histories', () => {
       // Recorded with every patched step (the older histories without them are kept beside it).
       expect(activities).toEqual(['reconcileOpenJobs', 'purgeExpiredIdempotencyKeys', 'purgeExpiredLlmCache']);
     }
+    if (name === 'scanRepository-completed') {
+      // Several batches two at a time, each with its progress report; the LLM stage skipped on record (builtin provider).
+      expect(activities.filter((a) => a === 'analyzeScanBatch').length).toBeGreaterThanOrEqual(3);
+      expect(activities.filter((a) => a === 'reportJobProgress').length).toBe(activities.filter((a) => a === 'analyzeScanBatch').length + 1);
+      expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'prepareScan', 'planScanReview', 'recordStageSkipped', 'finalizeScan', 'finishJob']));
+    }
+    if (name === 'deleteProject-completed') {
+      // Recorded with the patched scan-data kinds (the histories before them are kept beside it): issues, scans and blobs deleted in batches too.
+      expect(events.flatMap((e) => e.markerRecordedEventAttributes?.markerName ?? [])).toContain('core_patch');
+      expect(activities.filter((a) => a === 'countProjectData')).toHaveLength(4);
+      // Jobs and issues two batches each, the scan and the blob one each.
+      expect(activities.filter((a) => a === 'deleteProjectDataBatch')).toHaveLength(6);
+    }
     if (name === 'deleteProject-cancelled') {
       // Cancelled mid-batch: the cleanup in the non-cancellable scope is in the reference.
       expect(events.some((e) => e.activityTaskCancelRequestedEventAttributes)).toBe(true);
