@@ -94,6 +94,17 @@ export const configSchema = z
     S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
     S3_FORCE_PATH_STYLE: bool.default(true),
 
+    VECTOR_STORE: z.enum(['lancedb', 'qdrant']).optional(),
+    QDRANT_URL: z.url().optional(),
+    QDRANT_API_KEY: z.string().min(1).optional(),
+    INGEST_ALLOWED_HOSTS: list.default([]),
+    INGEST_MAX_DOCUMENT_BYTES: int(1024, 1024 * 1024 * 1024).default(50 * 1024 * 1024),
+    INGEST_MAX_DOCUMENTS: int(1, 1_000_000).default(5000),
+    CHUNK_TARGET_TOKENS: int(32, 8192).default(400),
+    CHUNK_OVERLAP_TOKENS: int(0, 2048).default(60),
+    PARSER_TIMEOUT_SECONDS: int(1, 3600).default(60),
+    PARSER_MAX_MEMORY_MB: int(32, 16384).default(512),
+
     SCAN_ALLOWED_HOSTS: list.default(['github.com', 'gitlab.com']),
     SCAN_FILE_ROOTS: list.default([]),
     SCAN_FETCH_TIMEOUT_SECONDS: int(5, 3600).default(300),
@@ -117,6 +128,12 @@ export const configSchema = z
     }
     if (c.S3_ENDPOINT !== undefined && (c.S3_ACCESS_KEY_ID === undefined || c.S3_SECRET_ACCESS_KEY === undefined)) {
       issue.addIssue({ code: 'custom', path: ['S3_ENDPOINT'], message: 'needs S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY' });
+    }
+    if (c.VECTOR_STORE === 'qdrant' && c.QDRANT_URL === undefined) {
+      issue.addIssue({ code: 'custom', path: ['VECTOR_STORE'], message: 'qdrant needs QDRANT_URL' });
+    }
+    if (c.CHUNK_OVERLAP_TOKENS >= c.CHUNK_TARGET_TOKENS) {
+      issue.addIssue({ code: 'custom', path: ['CHUNK_OVERLAP_TOKENS'], message: 'must be smaller than CHUNK_TARGET_TOKENS' });
     }
     if (c.NODE_ENV === 'production' && c.BCRYPT_COST < 12) {
       issue.addIssue({ code: 'custom', path: ['BCRYPT_COST'], message: 'must be at least 12 in production' });
