@@ -214,19 +214,23 @@ function runner(ctx: RunnerContext): (args: string[], cwd: string) => Promise<st
       const onAbort = () => stop('aborted');
       ctx.signal?.addEventListener('abort', onAbort, { once: true });
 
-      // Size watchdog: one walk at a time, the next one scheduled after the previous finished.
-      const watch = () => {
+      // Size watchdog: one walk at a time, the next one scheduled after the previous finished and
+      // spaced by a multiple of its duration, so walking a big checkout never competes with git
+      // for most of the time (it spends at most a fifth of the wall clock walking).
+      const watch = (pause: number) => {
         watchdog = setTimeout(() => {
+          const started = Date.now();
+          const next = () => watch(Math.max(WATCHDOG_INTERVAL_MS, 4 * (Date.now() - started)));
           directorySize(ctx.dest).then(
             (bytes) => {
               if (bytes > ctx.maxBytes) stop('too-large');
-              else if (!finished) watch();
+              else if (!finished) next();
             },
-            () => !finished && watch(),
+            () => !finished && next(),
           );
-        }, WATCHDOG_INTERVAL_MS);
+        }, pause);
       };
-      watch();
+      watch(WATCHDOG_INTERVAL_MS);
 
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {

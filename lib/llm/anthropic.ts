@@ -1,8 +1,8 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { LlmProviderError } from './errors';
-import { jsonInstruction, stripJsonFence } from './json-output';
-import { estimateTokens } from './pricing';
+import { jsonInstruction } from './json-output';
 import { callScope, toLlmProviderError, type CallScope } from './provider-errors';
+import { answerText, estimatedUsage, requestOptions, streamedText } from './sdk-calls';
 import type { CallOptions, ChatRequest, ChatResult, ChatStreamEvent, EmbeddingResult, LlmProvider, TokenUsage } from './types';
 
 /**
@@ -40,13 +40,6 @@ function resolveAnthropicBaseUrl(configured: string | undefined): string {
   return url.toString().replace(/\/+$/, '');
 }
 
-function requestOptions(scope: CallScope, options: CallOptions | undefined): { signal?: AbortSignal; timeout?: number } {
-  return {
-    ...(scope.signal === undefined ? {} : { signal: scope.signal }),
-    ...(options?.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
-  };
-}
-
 export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
   if (!config.apiKey) throw new LlmProviderError(name, 'unauthorized', 'Anthropic needs an API key');
   const apiKey = config.apiKey;
@@ -69,10 +62,6 @@ export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
     };
   }
 
-  function answerText(request: ChatRequest, text: string): string {
-    return request.json ? stripJsonFence(text) : text;
-  }
-
   return {
     name,
     maxEmbeddingBatch: 1,
@@ -80,7 +69,7 @@ export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
     async chat(request: ChatRequest, options?: CallOptions): Promise<ChatResult> {
       const scope = callScope(options);
       try {
-        const message = await client.messages.create(messagesBody(request), requestOptions(scope, options));
+        const message = await client.messages.create(messagesBody(request), requestOptions(scope));
         const text = message.content.map((block) => (block.type === 'text' ? block.text : '')).join('');
         return {
           text: answerText(request, text),
@@ -95,14 +84,15 @@ export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
 
     async *streamChat(request: ChatRequest, options?: CallOptions): AsyncIterable<ChatStreamEvent> {
       const scope = callScope(options);
-      let text = '';
       let model = request.model;
       const usage: TokenUsage = { promptTokens: 0, completionTokens: 0 };
       let sawUsage = false;
       let finishReason: string | null = null;
-      try {
-        const stream = await client.messages.create({ ...messagesBody(request), stream: true }, requestOptions(scope, options));
-        for await (const event of stream) {
+      const text = yield* streamedText(
+        scope,
+        failure,
+        () => client.messages.create({ ...messagesBody(request), stream: true }, requestOptions(scope)),
+        (event) => {
           switch (event.type) {
             case 'message_start':
               // Input tokens are counted once, at the start; output tokens grow with each message_delta.
@@ -110,35 +100,21 @@ export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
               usage.promptTokens = event.message.usage.input_tokens;
               usage.completionTokens = event.message.usage.output_tokens;
               sawUsage = true;
-              break;
+              return undefined;
             case 'content_block_delta':
-              if (event.delta.type === 'text_delta' && event.delta.text) {
-                text += event.delta.text;
-                yield { type: 'delta', text: event.delta.text };
-              }
-              break;
+              return event.delta.type === 'text_delta' ? event.delta.text : undefined;
             case 'message_delta':
               usage.completionTokens = event.usage.output_tokens;
               if (event.usage.input_tokens != null) usage.promptTokens = event.usage.input_tokens;
               finishReason = event.delta.stop_reason ?? finishReason;
               sawUsage = true;
-              break;
+              return undefined;
             default:
-              break;
+              return undefined;
           }
-        }
-        scope.throwIfStopped();
-      } catch (error) {
-        throw failure(error, scope);
-      }
-      const result: ChatResult = {
-        text: answerText(request, text),
-        model,
-        usage: sawUsage
-          ? usage
-          : { promptTokens: estimateTokens(request.messages.map((message) => message.content).join('\n')), completionTokens: estimateTokens(text) },
-        finishReason,
-      };
+        },
+      );
+      const result: ChatResult = { text: answerText(request, text), model, usage: sawUsage ? usage : estimatedUsage(request, text), finishReason };
       yield { type: 'done', result };
     },
 
@@ -149,7 +125,7 @@ export function createAnthropicProvider(config: AnthropicConfig): LlmProvider {
     async probe(options?: CallOptions): Promise<void> {
       const scope = callScope(options);
       try {
-        await client.models.list(undefined, requestOptions(scope, options));
+        await client.models.list(undefined, requestOptions(scope));
       } catch (error) {
         throw failure(error, scope);
       }

@@ -1,10 +1,11 @@
 import OpenAI, { AzureOpenAI } from 'openai';
 import { LlmProviderError } from './errors';
-import { isStrictCompatible, stripJsonFence, withJsonInstruction } from './json-output';
+import { isStrictCompatible, withJsonInstruction } from './json-output';
 import { defaultAzureApiVersion, openRouterAppTitle, presets, resolveBaseUrl, type OpenAiCompatiblePreset, type PresetName } from './presets';
 import { estimateTokens } from './pricing';
 import { callScope, toLlmProviderError, type CallScope } from './provider-errors';
-import type { CallOptions, ChatMessage, ChatRequest, ChatResult, ChatStreamEvent, EmbeddingRequest, EmbeddingResult, LlmProvider, TokenUsage } from './types';
+import { answerText, estimatedUsage, requestOptions, streamedText } from './sdk-calls';
+import type { CallOptions, ChatRequest, ChatResult, ChatStreamEvent, EmbeddingRequest, EmbeddingResult, LlmProvider, TokenUsage } from './types';
 
 /**
  * Every endpoint speaking OpenAI's chat-completions format, through the `openai` package: the
@@ -57,17 +58,6 @@ function buildClient(config: OpenAiCompatibleConfig, baseURL: string): OpenAI {
   return new OpenAI({ ...common, apiKey: config.apiKey || keylessPlaceholder, defaultHeaders: headers });
 }
 
-function requestOptions(scope: CallScope, options: CallOptions | undefined): { signal?: AbortSignal; timeout?: number } {
-  return {
-    ...(scope.signal === undefined ? {} : { signal: scope.signal }),
-    ...(options?.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
-  };
-}
-
-function promptText(messages: ChatMessage[]): string {
-  return messages.map((message) => message.content).join('\n');
-}
-
 export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): LlmProvider {
   const name = config.preset;
   const preset: OpenAiCompatiblePreset = presets[name];
@@ -98,14 +88,6 @@ export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): 
     };
   }
 
-  function answerText(request: ChatRequest, text: string): string {
-    return request.json ? stripJsonFence(text) : text;
-  }
-
-  function estimatedUsage(request: ChatRequest, text: string): TokenUsage {
-    return { promptTokens: estimateTokens(promptText(request.messages)), completionTokens: estimateTokens(text) };
-  }
-
   return {
     name,
     maxEmbeddingBatch: preset.embeddings?.maxBatch ?? 1,
@@ -113,7 +95,7 @@ export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): 
     async chat(request: ChatRequest, options?: CallOptions): Promise<ChatResult> {
       const scope = callScope(options);
       try {
-        const completion = await client.chat.completions.create(chatBody(request), requestOptions(scope, options));
+        const completion = await client.chat.completions.create(chatBody(request), requestOptions(scope));
         const choice = completion.choices[0];
         if (choice === undefined) {
           throw new LlmProviderError(name, 'invalid_output', `${name} answered without a choice`);
@@ -134,35 +116,30 @@ export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): 
 
     async *streamChat(request: ChatRequest, options?: CallOptions): AsyncIterable<ChatStreamEvent> {
       const scope = callScope(options);
-      let text = '';
       let model = request.model;
       let usage: TokenUsage | undefined;
       let finishReason: string | null = null;
-      try {
-        const stream = await client.chat.completions.create(
-          {
-            ...chatBody(request),
-            stream: true,
-            // Usage arrives in a last chunk only when asked for; Mistral rejects the option and always sends it.
-            ...(preset.streamUsageOption ? { stream_options: { include_usage: true } } : {}),
-          },
-          requestOptions(scope, options),
-        );
-        for await (const chunk of stream) {
+      const text = yield* streamedText(
+        scope,
+        failure,
+        () =>
+          client.chat.completions.create(
+            {
+              ...chatBody(request),
+              stream: true,
+              // Usage arrives in a last chunk only when asked for; Mistral rejects the option and always sends it.
+              ...(preset.streamUsageOption ? { stream_options: { include_usage: true } } : {}),
+            },
+            requestOptions(scope),
+          ),
+        (chunk) => {
           if (chunk.model) model = chunk.model;
           if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
           const choice = chunk.choices[0];
           if (choice?.finish_reason) finishReason = choice.finish_reason;
-          const delta = choice?.delta.content;
-          if (delta) {
-            text += delta;
-            yield { type: 'delta', text: delta };
-          }
-        }
-        scope.throwIfStopped();
-      } catch (error) {
-        throw failure(error, scope);
-      }
+          return choice?.delta.content;
+        },
+      );
       yield { type: 'done', result: { text: answerText(request, text), model, usage: usage ?? estimatedUsage(request, text), finishReason } };
     },
 
@@ -175,7 +152,7 @@ export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): 
         // Floats, not the SDK's default base64: several compatible servers cannot encode base64.
         const response = await client.embeddings.create(
           { model: request.model, input: request.inputs, encoding_format: 'float' },
-          requestOptions(scope, options),
+          requestOptions(scope),
         );
         const vectors = [...response.data].sort((a, b) => a.index - b.index).map((item) => item.embedding);
         if (vectors.length !== request.inputs.length) {
@@ -194,7 +171,7 @@ export function createOpenAiCompatibleProvider(config: OpenAiCompatibleConfig): 
     async probe(options?: CallOptions): Promise<void> {
       const scope = callScope(options);
       try {
-        await client.models.list(requestOptions(scope, options));
+        await client.models.list(requestOptions(scope));
       } catch (error) {
         throw failure(error, scope);
       }

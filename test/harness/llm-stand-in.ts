@@ -329,3 +329,65 @@ export async function startLlmStandIn(wire: Wire, options: LlmStandInOptions = {
     },
   };
 }
+
+/**
+ * A stand-in for the tests of the `describe` block this is called in: started before them,
+ * closed after them, its recorded requests cleared before each. Read it in tests and hooks only.
+ */
+export function llmStandInForSuite(wire: Wire, options: LlmStandInOptions = {}): LlmStandIn {
+  let started: LlmStandIn | undefined;
+  const current = () => {
+    if (started === undefined) throw new Error('the stand-in starts in beforeAll: read it in tests and hooks only');
+    return started;
+  };
+  beforeAll(async () => {
+    started = await startLlmStandIn(wire, options);
+  });
+  afterAll(() => current().close());
+  beforeEach(() => {
+    current().requests.length = 0;
+  });
+  return {
+    get url() {
+      return current().url;
+    },
+    get requests() {
+      return current().requests;
+    },
+    script: (...replies) => current().script(...replies),
+    close: () => current().close(),
+  };
+}
+
+// --- reading what a client call did ---------------------------------------------------------
+
+/** What `promise` rejected with; fails the test when it resolves. */
+export async function failureOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** Every event of a stream, in order, once it ends. */
+export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const events: T[] = [];
+  for await (const event of stream) events.push(event);
+  return events;
+}
+
+/**
+ * Aborts `controller` once the stand-in has received a request (not on a timer): the request is
+ * then on record before the test ends, so it cannot land in the next test's requests.
+ */
+export function abortOnceReceived(standIn: LlmStandIn, controller: AbortController): void {
+  const seen = standIn.requests.length;
+  const poll = setInterval(() => {
+    if (standIn.requests.length > seen) {
+      clearInterval(poll);
+      controller.abort();
+    }
+  }, 5);
+}

@@ -16,7 +16,7 @@ import {
   type StoredLlmSettings,
 } from '../../services/llm';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { standInEmbedding, startLlmStandIn, type LlmStandIn, type RecordedLlmRequest } from '../harness/llm-stand-in';
+import { collect, failureOf, standInEmbedding, startLlmStandIn, type LlmStandIn, type RecordedLlmRequest } from '../harness/llm-stand-in';
 
 /*
  * The LLM gateway as its callers use it: inline from an API request (`mode: 'interactive'`, one
@@ -104,25 +104,10 @@ async function usageMark(): Promise<string> {
 
 const usageSince = (tenantId: string, mark: string) => LlmUsage.findAll({ where: { tenantId, id: { [Op.gt]: mark } }, order: [['id', 'ASC']] });
 
-async function failureOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
-
 async function providerFailureOf(promise: Promise<unknown>): Promise<LlmProviderError> {
   const error = await failureOf(promise);
   if (!(error instanceof LlmProviderError)) throw new Error(`expected an LlmProviderError, got ${String(error)}`);
   return error;
-}
-
-async function collect(stream: AsyncIterable<LlmStreamEvent>): Promise<LlmStreamEvent[]> {
-  const events: LlmStreamEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
 }
 
 const float32 = (v: number[]) => Array.from(Float32Array.from(v));

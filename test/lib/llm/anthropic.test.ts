@@ -1,7 +1,7 @@
 import { anthropicDefaults, createAnthropicProvider, type AnthropicConfig } from '../../../lib/llm/anthropic';
 import { LlmProviderError } from '../../../lib/llm/errors';
-import type { ChatStreamEvent, LlmProvider } from '../../../lib/llm/types';
-import { startLlmStandIn, type LlmStandIn } from '../../harness/llm-stand-in';
+import type { LlmProvider } from '../../../lib/llm/types';
+import { abortOnceReceived, collect, failureOf, llmStandInForSuite } from '../../harness/llm-stand-in';
 
 const apiKey = 'sk-ant-test-0123456789abcdef';
 const schema = {
@@ -11,39 +11,16 @@ const schema = {
   additionalProperties: false,
 };
 
-async function failureOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
-
-async function collect(stream: AsyncIterable<ChatStreamEvent>): Promise<ChatStreamEvent[]> {
-  const events: ChatStreamEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
-}
-
 describe('Anthropic provider', () => {
-  let standIn: LlmStandIn;
+  const standIn = llmStandInForSuite('anthropic', {
+    reply: (request) =>
+      String(request.body.system ?? '').includes('JSON Schema')
+        ? 'Here it is:\n```json\n{"verdict":"ok"}\n```'
+        : `echo: ${request.body.messages.at(-1).content}`,
+    usage: { promptTokens: 21, completionTokens: 8 },
+  });
   const provider = (config: AnthropicConfig = {}): LlmProvider => createAnthropicProvider({ baseUrl: standIn.url, apiKey, ...config });
   const ask = (content: string) => ({ model: 'claude-haiku-4-5', messages: [{ role: 'user' as const, content }] });
-
-  beforeAll(async () => {
-    standIn = await startLlmStandIn('anthropic', {
-      reply: (request) =>
-        String(request.body.system ?? '').includes('JSON Schema')
-          ? 'Here it is:\n```json\n{"verdict":"ok"}\n```'
-          : `echo: ${request.body.messages.at(-1).content}`,
-      usage: { promptTokens: 21, completionTokens: 8 },
-    });
-  });
-  afterAll(() => standIn.close());
-  beforeEach(() => {
-    standIn.requests.length = 0;
-  });
 
   test('chat: system messages go to `system`, the rest to `messages`; a token limit is always sent', async () => {
     const result = await provider().chat({
@@ -157,7 +134,7 @@ describe('Anthropic provider', () => {
   test('an abort by the caller rejects with the caller’s abort reason', async () => {
     standIn.script({ status: 200, delayMs: 5000 });
     const controller = new AbortController();
-    setTimeout(() => controller.abort(), 50);
+    abortOnceReceived(standIn, controller);
     const error = await failureOf(provider().chat(ask('hi'), { signal: controller.signal }));
     expect(error).toBe(controller.signal.reason);
   });

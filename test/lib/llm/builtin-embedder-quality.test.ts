@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createBuiltinProvider } from '../../../lib/llm/builtin';
+import { cosineSimilarity } from '../../../lib/llm/hashing-embedder';
 
 /**
  * Retrieval quality of the built-in embedder on hand-labelled pairs (test/fixtures/embedding-pairs.json,
@@ -42,20 +43,6 @@ function rocAuc(positiveScores: number[], negativeScores: number[]): number {
   return wins / (positiveScores.length * negativeScores.length);
 }
 
-function cosine(a: number[], b: number[]): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] ?? 0;
-    const y = b[i] ?? 0;
-    dot += x * y;
-    normA += x * x;
-    normB += y * y;
-  }
-  return normA === 0 || normB === 0 ? 0 : dot / Math.sqrt(normA * normB);
-}
-
 describe('built-in embedder quality on labelled text pairs', () => {
   const pairs = loadPairs();
 
@@ -75,7 +62,7 @@ describe('built-in embedder quality on labelled text pairs', () => {
   test('cosine similarity ranks related pairs above unrelated ones (ROC AUC ≥ 0.8)', async () => {
     const provider = createBuiltinProvider();
     const { vectors } = await provider.embed({ model: 'hashing-384', inputs: pairs.flatMap((pair) => [pair.a, pair.b]) });
-    const similarities = pairs.map((pair, i) => ({ related: pair.related, score: cosine(vectors[2 * i] ?? [], vectors[2 * i + 1] ?? []) }));
+    const similarities = pairs.map((pair, i) => ({ related: pair.related, score: cosineSimilarity(vectors[2 * i] ?? [], vectors[2 * i + 1] ?? []) }));
     const auc = rocAuc(
       similarities.filter((s) => s.related).map((s) => s.score),
       similarities.filter((s) => !s.related).map((s) => s.score),

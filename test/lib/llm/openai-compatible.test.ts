@@ -2,8 +2,8 @@ import { createServer } from 'node:net';
 import { LlmProviderError } from '../../../lib/llm/errors';
 import { createOpenAiCompatibleProvider, type OpenAiCompatibleConfig } from '../../../lib/llm/openai-compatible';
 import { defaultAzureApiVersion, presetNames, presets, resolveBaseUrl, type PresetName } from '../../../lib/llm/presets';
-import type { ChatStreamEvent, LlmProvider } from '../../../lib/llm/types';
-import { standInEmbedding, startLlmStandIn, type LlmStandIn } from '../../harness/llm-stand-in';
+import type { LlmProvider } from '../../../lib/llm/types';
+import { abortOnceReceived, collect, failureOf, llmStandInForSuite, standInEmbedding } from '../../harness/llm-stand-in';
 
 const apiKey = 'sk-test-0123456789abcdef';
 const closedSchema = {
@@ -13,21 +13,6 @@ const closedSchema = {
   additionalProperties: false,
 };
 const openSchema = { type: 'object', properties: { verdict: { type: 'string' } } };
-
-async function failureOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
-
-async function collect(stream: AsyncIterable<ChatStreamEvent>): Promise<ChatStreamEvent[]> {
-  const events: ChatStreamEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
-}
 
 /** A port nothing listens on: bound once, then released. */
 async function closedPort(): Promise<number> {
@@ -40,19 +25,11 @@ async function closedPort(): Promise<number> {
 }
 
 describe('OpenAI-compatible provider', () => {
-  let standIn: LlmStandIn;
+  const standIn = llmStandInForSuite('openai', {
+    reply: (request) => (request.body.response_format || /JSON/.test(JSON.stringify(request.body.messages)) ? '```json\n{"verdict":"ok","score":1}\n```' : `echo: ${request.body.messages.at(-1).content}`),
+  });
   const provider = (config: Partial<OpenAiCompatibleConfig> = {}): LlmProvider =>
     createOpenAiCompatibleProvider({ preset: 'openai', baseUrl: standIn.url, apiKey, ...config });
-
-  beforeAll(async () => {
-    standIn = await startLlmStandIn('openai', {
-      reply: (request) => (request.body.response_format || /JSON/.test(JSON.stringify(request.body.messages)) ? '```json\n{"verdict":"ok","score":1}\n```' : `echo: ${request.body.messages.at(-1).content}`),
-    });
-  });
-  afterAll(() => standIn.close());
-  beforeEach(() => {
-    standIn.requests.length = 0;
-  });
 
   describe('chat', () => {
     test('sends the messages, temperature and token limit, and returns the text, model, usage and finish reason', async () => {
@@ -287,7 +264,7 @@ describe('OpenAI-compatible provider', () => {
     test('an abort of a stream rejects the stream with the abort reason', async () => {
       standIn.script({ status: 200, delayMs: 5000 });
       const controller = new AbortController();
-      setTimeout(() => controller.abort(), 50);
+      abortOnceReceived(standIn, controller);
       const error = await failureOf(collect(provider().streamChat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, { signal: controller.signal })));
       expect(error).toBe(controller.signal.reason);
       expect(error).toMatchObject({ name: 'AbortError' });
