@@ -1,7 +1,7 @@
-import { CancellationScope, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities, LlmActivities } from '../activities';
 import { llmCheckStages, progressQuery, type JobInput, type JobProgress, type LlmCheckResult, type LlmJobParams, type LlmStageVerdict } from './definitions';
-import { failureMessage } from './failures';
+import { finishAfterFailure } from './failures';
 import { llmProviderFailure, runLlmStage } from './llm-stage';
 
 const { markJobRunning, reportJobProgress, recordStageSkipped, finishJob } = proxyActivities<Activities>({
@@ -50,10 +50,6 @@ export async function checkLlmProviders(input: JobInput<LlmJobParams>): Promise<
     await finishJob(jobId, { status: 'completed', counters, data: { verdicts } });
     return { counters, verdicts };
   } catch (err) {
-    await CancellationScope.nonCancellable(async () => {
-      if (isCancellation(err)) await finishJob(jobId, { status: 'cancelled', counters });
-      else await finishJob(jobId, { status: 'failed', counters, error: { message: failureMessage(err) } });
-    });
-    throw err;
+    return finishAfterFailure(err, { jobId, counters: () => counters, finishJob });
   }
 }

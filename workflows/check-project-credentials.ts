@@ -1,7 +1,7 @@
-import { ApplicationFailure, CancellationScope, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { progressQuery, type CredentialCheckResult, type JobInput, type JobProgress, type SecretReferenceVerdict } from './definitions';
-import { failureMessage } from './failures';
+import { finishAfterFailure } from './failures';
 
 const { markJobRunning, reportJobProgress, finishJob, listProjectSecretReferences, checkSecretReference } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -42,11 +42,6 @@ export async function checkProjectCredentials(input: JobInput): Promise<Credenti
     await finishJob(jobId, { status: 'completed', counters, data: { verdicts } });
     return { counters, verdicts };
   } catch (err) {
-    // Cleanup must run even though the workflow itself is being cancelled.
-    await CancellationScope.nonCancellable(async () => {
-      if (isCancellation(err)) await finishJob(jobId, { status: 'cancelled', counters });
-      else await finishJob(jobId, { status: 'failed', counters, error: { message: failureMessage(err) } });
-    });
-    throw err;
+    return finishAfterFailure(err, { jobId, counters: () => counters, finishJob });
   }
 }

@@ -1,17 +1,7 @@
-import {
-  ApplicationFailure,
-  CancellationScope,
-  ContinueAsNew,
-  continueAsNew,
-  isCancellation,
-  patched,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, continueAsNew, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { progressQuery, projectDataKinds, type DeleteProjectParams, type JobInput, type JobProgress } from './definitions';
-import { failureMessage } from './failures';
+import { finishAfterFailure } from './failures';
 
 const { markJobRunning, reportJobProgress, finishJob, countProjectData, deleteProjectRecord, restoreProject } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -62,16 +52,14 @@ export async function deleteProject(input: JobInput<DeleteProjectParams>): Promi
     await finishJob(jobId, { status: 'completed', counters: progress.counters });
     return progress.counters;
   } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
-    // Cleanup must run even though the workflow itself is being cancelled.
-    await CancellationScope.nonCancellable(async () => {
-      if (isCancellation(err)) {
-        await restoreProject(projectId, jobId);
-        await finishJob(jobId, { status: 'cancelled', counters: progress.counters });
-      } else {
-        await finishJob(jobId, { status: 'failed', counters: progress.counters, error: { message: failureMessage(err) } });
-      }
+    return finishAfterFailure(err, {
+      jobId,
+      counters: () => progress.counters,
+      finishJob,
+      // Cancelled, the project comes back in view with whatever is left.
+      beforeFinish: async (status) => {
+        if (status === 'cancelled') await restoreProject(projectId, jobId);
+      },
     });
-    throw err;
   }
 }

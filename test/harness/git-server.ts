@@ -178,33 +178,52 @@ export interface MakeRepositoryOptions {
   tags?: string[];
   /** Symbolic links on main (path → link target). */
   symlinks?: Record<string, string>;
+  /**
+   * The paths in `files` are byte strings (each character code one byte, as latin1), for names
+   * that are not UTF-8 (git checks them out byte for byte).
+   */
+  byteNames?: boolean;
 }
 
-/** Creates `<root>/<name>` (use a `.git` suffix) as a bare repository whose main branch has one commit with `files`. */
-export async function makeRepository(root: string, name: string, files: Record<string, string>, options: MakeRepositoryOptions = {}): Promise<MadeRepository> {
-  const work = await mkdtemp(path.join(tmpdir(), 'auditflow-repo-work-'));
-  const env = {
+/**
+ * The environment of the git commands that build the test repositories: no system or user
+ * configuration, a fixed author and committer, and a fixed date when given.
+ */
+export function testGitEnv(home: string, date?: string): NodeJS.ProcessEnv {
+  return {
     PATH: process.env.PATH,
-    HOME: work,
+    HOME: home,
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: '/dev/null',
     GIT_AUTHOR_NAME: 'Test',
     GIT_AUTHOR_EMAIL: 'test@example.test',
     GIT_COMMITTER_NAME: 'Test',
     GIT_COMMITTER_EMAIL: 'test@example.test',
-    GIT_AUTHOR_DATE: '2024-01-01T00:00:00Z',
-    GIT_COMMITTER_DATE: '2024-01-01T00:00:00Z',
+    ...(date === undefined ? {} : { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }),
   };
-  const git = async (...args: string[]) => (await execFileAsync('git', args, { cwd: work, env, maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
-  const writeAll = async (set: Record<string, string>) => {
-    for (const [file, content] of Object.entries(set)) {
-      await mkdir(path.dirname(path.join(work, file)), { recursive: true });
-      await writeFile(path.join(work, file), content);
-    }
-  };
+}
+
+/** Writes `files` under `work`, making directories as needed; with `byteNames`, their paths are byte strings. */
+async function writeTree(work: string, files: Record<string, string>, byteNames = false): Promise<void> {
+  const at = (file: string) => (byteNames ? Buffer.concat([Buffer.from(`${work}/`), Buffer.from(file, 'latin1')]) : path.join(work, file));
+  for (const [file, content] of Object.entries(files)) {
+    await mkdir(at(path.posix.dirname(file)), { recursive: true });
+    await writeFile(at(file), content);
+  }
+}
+
+/** Runs git in `work` with `env`; answers its trimmed standard output. */
+function gitIn(work: string, env: NodeJS.ProcessEnv) {
+  return async (...args: string[]) => (await execFileAsync('git', args, { cwd: work, env, maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
+}
+
+/** Creates `<root>/<name>` (use a `.git` suffix) as a bare repository whose main branch has one commit with `files`. */
+export async function makeRepository(root: string, name: string, files: Record<string, string>, options: MakeRepositoryOptions = {}): Promise<MadeRepository> {
+  const work = await mkdtemp(path.join(tmpdir(), 'auditflow-repo-work-'));
+  const git = gitIn(work, testGitEnv(work, '2024-01-01T00:00:00Z'));
   try {
     await git('init', '--quiet', '--initial-branch=main', '.');
-    await writeAll(files);
+    await writeTree(work, files, options.byteNames);
     for (const [at, target] of Object.entries(options.symlinks ?? {})) await symlink(target, path.join(work, at));
     await git('add', '--all');
     for (const [at, commit] of Object.entries(options.gitlinks ?? {})) {
@@ -216,7 +235,7 @@ export async function makeRepository(root: string, name: string, files: Record<s
     const branchCommits: Record<string, string> = {};
     for (const [branch, changes] of Object.entries(options.branches ?? {})) {
       await git('checkout', '--quiet', '-b', branch, 'main');
-      await writeAll(changes);
+      await writeTree(work, changes, options.byteNames);
       await git('add', '--all');
       await git('commit', '--quiet', '-m', `on ${branch}`);
       branchCommits[branch] = await git('rev-parse', 'HEAD');
@@ -226,6 +245,27 @@ export async function makeRepository(root: string, name: string, files: Record<s
     await mkdir(root, { recursive: true });
     await git('clone', '--quiet', '--bare', '--no-local', work, bareDir);
     return { bareDir, commit, branchCommits };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Pushes one commit to the main branch of the bare repository `bareDir` (dated a day after
+ * `makeRepository`'s): each path written, or deleted when its content is null.
+ */
+export async function pushCommit(bareDir: string, changes: Record<string, string | null>): Promise<void> {
+  const work = await mkdtemp(path.join(tmpdir(), 'auditflow-repo-push-'));
+  const git = gitIn(work, testGitEnv(work, '2024-01-02T00:00:00Z'));
+  try {
+    await git('clone', '--quiet', '--no-local', bareDir, '.');
+    for (const [file, content] of Object.entries(changes)) {
+      if (content === null) await rm(path.join(work, file));
+      else await writeTree(work, { [file]: content });
+    }
+    await git('add', '--all');
+    await git('commit', '--quiet', '-m', 'change');
+    await git('push', '--quiet', 'origin', 'HEAD:main');
   } finally {
     await rm(work, { recursive: true, force: true });
   }

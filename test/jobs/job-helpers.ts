@@ -59,12 +59,22 @@ export const lockJobRow = (jobId: string): Promise<RowLock> => lockRow('jobs', j
  */
 export const lockSecretRow = (secretId: string): Promise<RowLock> => lockRow('secrets', secretId);
 
-async function lockRow(table: 'jobs' | 'secrets', id: string): Promise<RowLock> {
+function lockRow(table: 'jobs' | 'secrets', id: string): Promise<RowLock> {
+  return holdTransaction(async (client) => {
+    const locked = await client.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
+    if (locked.rowCount !== 1) throw new Error(`${table} row ${id} not found to lock`);
+  });
+}
+
+/**
+ * Opens a transaction on a connection of its own, runs `work` in it (taking the locks a test
+ * wants held) and leaves it open: whatever waits for those locks waits until `release()`.
+ */
+export async function holdTransaction(work: (client: Client) => Promise<void>): Promise<RowLock> {
   const client = new Client({ connectionString: process.env.DATABASE_URL });
   await client.connect();
   await client.query('BEGIN');
-  const locked = await client.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
-  if (locked.rowCount !== 1) throw new Error(`${table} row ${id} not found to lock`);
+  await work(client);
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   let released: Promise<void> | undefined;
   return {

@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { Issue, JobEvent, LlmUsage, ScanFile } from '../../db';
 import { registerTenant, type Member, type TestApp } from '../harness';
-import { makeRepository, startGitServer, type GitServer } from '../harness/git-server';
+import { makeRepository, pushCommit, startGitServer, type GitServer } from '../harness/git-server';
 import { startLlmStandIn, type LlmStandIn, type LlmStandInOptions, type RecordedLlmRequest } from '../harness/llm-stand-in';
 import { createTestLlmWorker } from '../harness/worker';
 import { createProject, createSecrets, isFinished, startJobsSuite, waitForJob, type JobBody, type JobsSuite } from '../jobs/job-helpers';
@@ -27,8 +25,6 @@ import { createProject, createSecrets, isFinished, startJobsSuite, waitForJob, t
  *    (findings validated, one repair of an invalid answer, deduplicated against the rules, spend
  *    on record), skipped with the gateway's reason once the budget is spent.
  */
-
-const execFileAsync = promisify(execFile);
 
 /** The parts of yazl (a real ZIP writer, no type package installed) these tests use. */
 interface YazlZipFile {
@@ -73,19 +69,6 @@ afterAll(async () => {
 
 // --- repositories ---------------------------------------------------------------------------
 
-const gitEnv = (home: string) => ({
-  PATH: process.env.PATH,
-  HOME: home,
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 'Test',
-  GIT_AUTHOR_EMAIL: 'test@example.test',
-  GIT_COMMITTER_NAME: 'Test',
-  GIT_COMMITTER_EMAIL: 'test@example.test',
-  GIT_AUTHOR_DATE: '2024-01-02T00:00:00Z',
-  GIT_COMMITTER_DATE: '2024-01-02T00:00:00Z',
-});
-
 interface Repository {
   name: string;
   bareDir: string;
@@ -98,27 +81,6 @@ async function repository(label: string, files: Record<string, string>): Promise
   const name = `${label}-${++repoCount}.git`;
   const made = await makeRepository(reposRoot, name, files);
   return { name, bareDir: made.bareDir, url: `${gitServer?.url}/${name}` };
-}
-
-/** Pushes one commit to main: each path written, or deleted when its content is null. */
-async function pushCommit(repo: Repository, changes: Record<string, string | null>): Promise<void> {
-  const work = await mkdtemp(path.join(tmpdir(), 'issues-tracking-work-'));
-  const git = (...args: string[]) => execFileAsync('git', args, { cwd: work, env: gitEnv(work) });
-  try {
-    await git('clone', '--quiet', '--no-local', repo.bareDir, '.');
-    for (const [file, content] of Object.entries(changes)) {
-      if (content === null) await rm(path.join(work, file));
-      else {
-        await mkdir(path.dirname(path.join(work, file)), { recursive: true });
-        await writeFile(path.join(work, file), content);
-      }
-    }
-    await git('add', '--all');
-    await git('commit', '--quiet', '-m', 'change');
-    await git('push', '--quiet', 'origin', 'HEAD:main');
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
 }
 
 /** A ZIP of `files`, written by a real ZIP writer. */
@@ -318,7 +280,7 @@ describe('re-scans', () => {
     expect(triaged).toMatchObject({ status: 'false_positive', statusComment: 'Only reachable from the admin console.', statusChangedBy: `user:${admin.userId}` });
 
     // Scan 2: lines shifted by three, the SQL finding removed, an innerHTML finding added.
-    await pushCommit(repo, { 'src/app.js': appV2 });
+    await pushCommit(repo.bareDir, { 'src/app.js': appV2 });
     const { scan: scan2 } = await scanGit(project.id, repo);
     expect(scan2).toMatchObject({ status: 'completed', newIssues: 1, fixedIssues: 1 });
     const second = await issuesOf(project.id);
@@ -351,7 +313,7 @@ describe('re-scans', () => {
     expect(detail.body.codeContext).toEqual({ startLine: 4, lines: appV2.split('\n').slice(3, 10) });
 
     // Scan 3: the query line is back: the fixed issue reopens (same id, not new), the triage elsewhere stays.
-    await pushCommit(repo, { 'src/app.js': appV3 });
+    await pushCommit(repo.bareDir, { 'src/app.js': appV3 });
     const { scan: scan3 } = await scanGit(project.id, repo);
     expect(scan3).toMatchObject({ status: 'completed', newIssues: 0, fixedIssues: 0 });
     const third = await issuesOf(project.id);
@@ -482,7 +444,7 @@ describe('incremental scans', () => {
     await triageAlike(incremental.id);
     await triageAlike(full.id);
 
-    await pushCommit(repo, changesB);
+    await pushCommit(repo.bareDir, changesB);
     const [inc, ful] = await Promise.all([scanGit(incremental.id, repo, 'incremental'), scanGit(full.id, repo, 'full')]);
     await expectIncrementalEqualsFull({ projectId: incremental.id, scan: inc.scan }, { projectId: full.id, scan: ful.scan });
     expect(inc.scan.commitSha).toBe(ful.scan.commitSha);

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import { QueryTypes } from 'sequelize';
 import { Job, JobEvent, Scan, ScanFile } from '../../db';
 import { analyzeSource, issueFingerprint } from '../../lib/analyzers';
@@ -12,7 +11,7 @@ import { auditRetentionScheduleId, jobReconciliationScheduleId, type ScanParams 
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { makeRepository, startGitServer, type GitServer } from '../harness/git-server';
 import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, createProject, waitUntil, type RowLock } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, holdTransaction, waitUntil, type RowLock } from '../jobs/job-helpers';
 
 /**
  * A worker process dies (SIGKILL) in the middle of a repository scan: some batches are
@@ -67,26 +66,13 @@ const files = Object.fromEntries(Array.from({ length: FILES }, (_, i) => [`src/m
 async function holdIssueIdentity(tenantId: string, projectId: string, filePath: string): Promise<RowLock> {
   const [finding] = analyzeSource({ path: filePath, language: 'javascript', text: files[filePath] ?? '' });
   if (!finding) throw new Error(`${filePath} has no finding to hold`);
-  const client = new Client({ connectionString: process.env.DATABASE_URL });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(
-    `INSERT INTO issues (id, tenant_id, project_id, fingerprint, occurrence, rule_id, source, title, message, severity, path, start_line, end_line, start_column, matched_text)
-     VALUES ($1, $2, $3, $4, $5, $6, 'rule', 'held', 'held by the test', 'low', $7, 1, 1, 1, 'held')`,
-    [randomUUID(), tenantId, projectId, issueFingerprint(finding), finding.occurrence, finding.ruleId, filePath],
-  );
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  let released: Promise<void> | undefined;
-  return {
-    pid: rows[0]?.pid ?? 0,
-    release() {
-      released ??= client.query('ROLLBACK').then(
-        () => client.end(),
-        () => client.end(),
-      );
-      return released;
-    },
-  };
+  return holdTransaction(async (client) => {
+    await client.query(
+      `INSERT INTO issues (id, tenant_id, project_id, fingerprint, occurrence, rule_id, source, title, message, severity, path, start_line, end_line, start_column, matched_text)
+       VALUES ($1, $2, $3, $4, $5, $6, 'rule', 'held', 'held by the test', 'low', $7, 1, 1, 1, 'held')`,
+      [randomUUID(), tenantId, projectId, issueFingerprint(finding), finding.occurrence, finding.ruleId, filePath],
+    );
+  });
 }
 
 interface IssueRow {

@@ -7,7 +7,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
-import { Client } from 'pg';
 import { Op } from 'sequelize';
 import { Issue, Scan, ScanFile } from '../../db';
 import { analyzeSource, issueFingerprint } from '../../lib/analyzers';
@@ -21,7 +20,7 @@ import { captureLogs, expectNoSecretLeaks, scanForSecret } from '../harness/leak
 import { responseValidator } from '../harness/openapi-validator';
 import { zipOf } from '../harness/zip';
 import { fakeAwsAccessKeyId } from '../lib/analyzers/fixtures';
-import { blockedOn, createProject, createSecrets, isFinished, startJobsSuite, waitForJob, waitUntil, type JobBody, type JobsSuite, type RowLock } from '../jobs/job-helpers';
+import { blockedOn, createProject, createSecrets, holdTransaction, isFinished, startJobsSuite, waitForJob, waitUntil, type JobBody, type JobsSuite, type RowLock } from '../jobs/job-helpers';
 
 /*
  * The scan workflow end to end (issue 6, criteria 1, 2, 6 and 7): real Postgres, Temporal and
@@ -222,26 +221,13 @@ async function runsOf(workflowId: string): Promise<{ runId: string; history: His
 async function holdFinding(project: { id: string }, file: { path: string; text: string }): Promise<RowLock> {
   const [finding] = analyzeSource({ path: file.path, language: 'javascript', text: file.text });
   if (!finding) throw new Error(`${file.path} has no finding to hold`);
-  const client = new Client({ connectionString: process.env.DATABASE_URL });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(
-    `INSERT INTO issues (id, tenant_id, project_id, fingerprint, occurrence, rule_id, source, title, message, severity, path, start_line, end_line, start_column, matched_text)
-     VALUES ($1, $2, $3, $4, $5, $6, 'rule', 'held', 'held', 'high', $7, 1, 1, 1, 'held')`,
-    [randomUUID(), suite.admin.tenantId, project.id, issueFingerprint(finding), finding.occurrence, finding.ruleId, file.path],
-  );
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  let released: Promise<void> | undefined;
-  return {
-    pid: rows[0]?.pid ?? 0,
-    release() {
-      released ??= client.query('ROLLBACK').then(
-        () => client.end(),
-        () => client.end(),
-      );
-      return released;
-    },
-  };
+  return holdTransaction(async (client) => {
+    await client.query(
+      `INSERT INTO issues (id, tenant_id, project_id, fingerprint, occurrence, rule_id, source, title, message, severity, path, start_line, end_line, start_column, matched_text)
+       VALUES ($1, $2, $3, $4, $5, $6, 'rule', 'held', 'held', 'high', $7, 1, 1, 1, 'held')`,
+      [randomUUID(), suite.admin.tenantId, project.id, issueFingerprint(finding), finding.occurrence, finding.ruleId, file.path],
+    );
+  });
 }
 
 describe('a git repository scanned through the API', () => {
@@ -296,10 +282,15 @@ describe('a git repository scanned through the API', () => {
     // Real repositories carry such names (Latin-1 from old systems): git checks them out byte for
     // byte, and Node's UTF-8 directory listing cannot name them back to open them.
     const name = `latin1-${randomUUID()}`;
-    await rawNameRepository(path.join(reposRoot, `${name}.git`), {
-      'good.js': 'module.exports = (input) => eval(input);\n',
-      'caf\xe9.js': 'module.exports = (input) => eval(input);\n',
-    });
+    await makeRepository(
+      reposRoot,
+      `${name}.git`,
+      {
+        'good.js': 'module.exports = (input) => eval(input);\n',
+        'caf\xe9.js': 'module.exports = (input) => eval(input);\n',
+      },
+      { byteNames: true },
+    );
     const project = await createProject(suite.t, token(), 'scan-warning');
     const job = await completed(await scanViaApi(project.id, { source: { type: 'git', url: `${git.url}/${name}.git` } }));
     expect(job.counters).toMatchObject({ filesTotal: 2, filesAnalyzed: 1, filesFailed: 1, issuesFound: 1 });
@@ -312,31 +303,6 @@ describe('a git repository scanned through the API', () => {
     expect(described(await issuesOf(project.id))).toEqual(['good.js:1 js-eval high']);
   });
 });
-
-/** A bare repository whose file names are given as byte strings (latin1 code units = bytes), committed with git itself. */
-async function rawNameRepository(bareDir: string, files: Record<string, string>): Promise<void> {
-  const work = await mkdtemp(path.join(tmpdir(), 'scan-raw-names-'));
-  const env = {
-    PATH: process.env.PATH,
-    HOME: work,
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_AUTHOR_NAME: 'Test',
-    GIT_AUTHOR_EMAIL: 'test@example.test',
-    GIT_COMMITTER_NAME: 'Test',
-    GIT_COMMITTER_EMAIL: 'test@example.test',
-  };
-  const run = (...args: string[]) => execFileAsync('git', args, { cwd: work, env });
-  try {
-    await run('init', '--quiet', '--initial-branch=main', '.');
-    for (const [name, content] of Object.entries(files)) await writeFile(Buffer.concat([Buffer.from(`${work}/`), Buffer.from(name, 'latin1')]), content);
-    await run('add', '--all');
-    await run('commit', '--quiet', '-m', 'initial');
-    await run('clone', '--quiet', '--bare', '--no-local', work, bareDir);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
 
 describe('a GitHub repository whose token is in the vault', () => {
   test('is fetched with the token the project references; the token reaches no history, job row, event or log', async () => {
