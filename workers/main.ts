@@ -1,4 +1,6 @@
+import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, createLlmQueueActivities } from '../activities';
 import { createDatabase } from '../db';
@@ -7,6 +9,7 @@ import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { connectTemporal } from '../lib/temporal';
 import { ensureSchedules } from './schedules';
+import { writeWorkflowBundleInChild } from './workflow-bundle';
 
 /** Runs the workers of both task queues until SIGINT/SIGTERM, then drains and exits. */
 async function main(): Promise<void> {
@@ -23,8 +26,11 @@ async function main(): Promise<void> {
   const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
   const deps = { sequelize, temporal: client, config, blobs: createBlobStore(config) };
 
+  const workflowBundle = { codePath: path.join(config.AUDITFLOW_DATA_DIR, `workflow-bundle-${process.pid}.js`) };
+  await mkdir(config.AUDITFLOW_DATA_DIR, { recursive: true });
+  await writeWorkflowBundleInChild(workflowBundle.codePath);
   const queues = [
-    { taskQueue: config.TEMPORAL_TASK_QUEUE, workflowsPath: require.resolve('../workflows'), activities: createActivities(deps) },
+    { taskQueue: config.TEMPORAL_TASK_QUEUE, workflowBundle, activities: createActivities(deps) },
     // Global ceilings on model calls: per worker (concurrency) and per queue across all workers
     // (enforced by the Temporal server); per-provider limits live in the gateway.
     {
@@ -35,7 +41,7 @@ async function main(): Promise<void> {
     },
   ];
   // The SDK refuses a worker with nothing to run, so a queue without work yet gets no worker.
-  const served = queues.filter((q) => q.workflowsPath !== undefined || Object.keys(q.activities).length > 0);
+  const served = queues.filter((q) => q.workflowBundle !== undefined || Object.keys(q.activities).length > 0);
   const workers = await Promise.all(served.map((q) => Worker.create({ ...common, ...q })));
   await ensureSchedules(client, config.TEMPORAL_TASK_QUEUE, config);
   logger.info({ identity, taskQueues: served.map((q) => q.taskQueue), namespace: config.TEMPORAL_NAMESPACE }, 'worker started');
@@ -46,6 +52,7 @@ async function main(): Promise<void> {
   await client.connection.close();
   await connection.close();
   await sequelize.close();
+  await rm(workflowBundle.codePath, { force: true });
 }
 
 main().catch((err: unknown) => {

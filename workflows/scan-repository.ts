@@ -1,7 +1,7 @@
-import { CancellationScope, ContinueAsNew, continueAsNew, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import { continueAsNew, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities, LlmActivities } from '../activities';
 import { progressQuery, type JobInput, type ScanCounters, type ScanParams, type ScanPlanSummary, type ScanProgress } from './definitions';
-import { failureMessage } from './failures';
+import { finishAfterFailure } from './failures';
 import { runLlmStage } from './llm-stage';
 
 /** Failures no retry can mend: a refused source or archive, a repository that is not there or not ours to read. */
@@ -31,6 +31,8 @@ function scanStepActivities(heartbeatTimeoutSeconds: number) {
   return { prepareScan, analyzeScanBatch, finalizeScan };
 }
 
+const PROGRESS_REPORTS_PER_SCAN = 50;
+
 export interface ScanResult {
   counters: ScanCounters;
   summary: Record<string, unknown>;
@@ -49,8 +51,10 @@ export async function scanRepository(input: JobInput<ScanParams>): Promise<ScanR
   const counters: ScanCounters = params.resume?.counters ?? { filesTotal: 0, filesAnalyzed: 0, filesFailed: 0, issuesFound: 0 };
   const progress: ScanProgress = { stage: 'starting', filesTotal: counters.filesTotal, filesAnalyzed: counters.filesAnalyzed, issuesFound: counters.issuesFound, counters: { ...counters } };
   setHandler(progressQuery, () => progress);
-  const report = async (step: string) => {
+  const refreshProgress = () =>
     Object.assign(progress, { filesTotal: counters.filesTotal, filesAnalyzed: counters.filesAnalyzed, issuesFound: counters.issuesFound, counters: { ...counters } });
+  const report = async (step: string) => {
+    refreshProgress();
     await reportJobProgress(jobId, step, { stage: progress.stage, counters: { ...counters } });
   };
 
@@ -71,6 +75,8 @@ export async function scanRepository(input: JobInput<ScanParams>): Promise<ScanR
     progress.stage = 'analyzing';
     const runEnd = Math.min(plan.batches, nextBatch + params.batchesPerRun);
     let next = nextBatch;
+    // Progress lands on the job every `reportEvery` batches: about fifty reports a scan, however large.
+    const reportEvery = Math.max(1, Math.ceil(plan.batches / PROGRESS_REPORTS_PER_SCAN));
     const lane = async () => {
       while (next < runEnd) {
         const batch = next++;
@@ -78,7 +84,8 @@ export async function scanRepository(input: JobInput<ScanParams>): Promise<ScanR
         counters.filesAnalyzed += result.filesAnalyzed;
         counters.filesFailed += result.filesFailed;
         counters.issuesFound += result.issuesFound;
-        await report(`batch:${batch}`);
+        if (batch % reportEvery === 0 || batch === plan.batches - 1) await report(`batch:${batch}`);
+        else refreshProgress();
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, params.parallelism) }, lane));
@@ -109,14 +116,6 @@ export async function scanRepository(input: JobInput<ScanParams>): Promise<ScanR
     await finishJob(jobId, { status: 'completed', counters: { ...counters, llmCalls: summary.llmCalls, llmCostUsd: summary.llmCostUsd }, data: { scanId, summary } });
     return { counters, summary: { ...summary } };
   } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
-    // Cleanup must run even though the workflow itself is being cancelled.
-    await CancellationScope.nonCancellable(async () => {
-      const cancelled = isCancellation(err);
-      await abandonScan(scanId, cancelled ? 'cancelled' : 'failed', cancelled ? null : failureMessage(err));
-      if (cancelled) await finishJob(jobId, { status: 'cancelled', counters: { ...counters } });
-      else await finishJob(jobId, { status: 'failed', counters: { ...counters }, error: { message: failureMessage(err) } });
-    });
-    throw err;
+    return finishAfterFailure(err, { jobId, counters: () => ({ ...counters }), finishJob, beforeFinish: (status, message) => abandonScan(scanId, status, message) });
   }
 }

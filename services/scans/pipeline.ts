@@ -77,17 +77,23 @@ async function hashFiles(root: string, paths: string[], context: StepContext): P
 /** How often a step heartbeats while it waits on work that reports nothing (the SDK throttles what it sends). */
 const HEARTBEAT_INTERVAL_MS = 1000;
 
+/** A Postgres array literal of strings (every element quoted and escaped), passed as one parameter. */
+function pgTextArray(values: string[]): string {
+  return `{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
+}
+
 /**
- * Runs a step heartbeating all along: fetching a large repository, walking its tree or writing
- * its rows can outlast the heartbeat timeout without being stuck (the fetch has a timeout of its
- * own), and a worker that dies stops heartbeating all the same.
+ * Runs a step heartbeating all along (repeating the step's last detail): fetching a large
+ * repository, walking its tree or writing its rows can outlast the heartbeat timeout without
+ * being stuck (the fetch has a timeout of its own), and a worker that dies stops all the same.
  */
-async function heartbeating<T>(context: StepContext, step: () => Promise<T>): Promise<T> {
+async function heartbeating<T>(context: StepContext, step: (context: StepContext) => Promise<T>): Promise<T> {
   const { heartbeat } = context;
-  if (!heartbeat) return step();
-  const timer = setInterval(() => heartbeat(), HEARTBEAT_INTERVAL_MS);
+  if (!heartbeat) return step(context);
+  let last: unknown;
+  const timer = setInterval(() => heartbeat(last), HEARTBEAT_INTERVAL_MS);
   try {
-    return await step();
+    return await step({ ...context, heartbeat: (detail) => heartbeat((last = detail)) });
   } finally {
     clearInterval(timer);
   }
@@ -131,7 +137,7 @@ function analysisDigestOf(settings: ScanSettings): string {
  * unchanged since the base scan (and their issues). Run again, it returns the recorded plan.
  */
 export async function prepareScan(deps: ScanDeps, scanId: string, batchSize: number, context: StepContext): Promise<ScanPlan> {
-  return heartbeating(context, () => prepareScanSteps(deps, scanId, batchSize, context));
+  return heartbeating(context, (heartbeatingContext) => prepareScanSteps(deps, scanId, batchSize, heartbeatingContext));
 }
 
 async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: number, context: StepContext): Promise<ScanPlan> {
@@ -161,7 +167,27 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   }
   const skipped = Object.values(selection.skippedCount).reduce((a, b) => a + b, 0);
   await deps.sequelize.transaction(async (transaction) => {
-    for (let i = 0; i < rows.length; i += 2000) await ScanFile.bulkCreate(rows.slice(i, i + 2000), { transaction });
+    // Column arrays through unnest: one statement per 10,000 files, a third of bulkCreate's time at 50k.
+    for (let i = 0; i < rows.length; i += 10_000) {
+      const slice = rows.slice(i, i + 10_000);
+      await deps.sequelize.query(
+        `INSERT INTO scan_files (scan_id, seq, path, language, bytes, content_hash, state, batch)
+         SELECT :scanId, * FROM unnest(:seqs::int[], :paths::text[], :languages::text[], :bytes::int[], :hashes::text[], :states::text[], :batches::int[])`,
+        {
+          replacements: {
+            scanId,
+            seqs: `{${slice.map((r) => r.seq).join(',')}}`,
+            paths: pgTextArray(slice.map((r) => r.path)),
+            languages: pgTextArray(slice.map((r) => r.language)),
+            bytes: `{${slice.map((r) => r.bytes).join(',')}}`,
+            hashes: pgTextArray(slice.map((r) => r.contentHash)),
+            states: pgTextArray(slice.map((r) => r.state)),
+            batches: `{${slice.map((r) => (r.batch === null ? 'NULL' : r.batch)).join(',')}}`,
+          },
+          transaction,
+        },
+      );
+    }
     if (base) await carryForwardIssues(deps.sequelize, scan, base.id, transaction);
     await scan.update(
       {
@@ -292,7 +318,7 @@ function insideTree(root: string, relative: string): string {
  * that cannot be read or analyzed becomes a scan warning, never a failed scan.
  */
 export async function analyzeScanBatch(deps: ScanDeps, scanId: string, batch: number, context: StepContext): Promise<BatchResult> {
-  return heartbeating(context, () => analyzeScanBatchSteps(deps, scanId, batch, context));
+  return heartbeating(context, (heartbeatingContext) => analyzeScanBatchSteps(deps, scanId, batch, heartbeatingContext));
 }
 
 async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: number, context: StepContext): Promise<BatchResult> {

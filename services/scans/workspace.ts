@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Scan } from '../../db';
 import type { BlobStore } from '../../lib/blob-store';
@@ -92,7 +93,22 @@ export async function ensureWorkspace(deps: WorkspaceDeps, scan: Scan, context: 
   return { root, commitSha: commitSha ?? scan.commitSha };
 }
 
-/** Removes the scan's tree from this worker's disk (cleanup after the scan ends, whatever the outcome). */
+/**
+ * Removes the scan's tree from this worker's disk (cleanup after the scan ends, whatever the
+ * outcome). The directory is renamed away at once and deleted by a detached `rm -rf`: deleting
+ * 50k files takes seconds the scan's job should not wait for, and would swell this process.
+ */
 export async function removeWorkspace(config: Pick<Config, 'AUDITFLOW_DATA_DIR'>, scanId: string): Promise<void> {
-  await rm(workspaceDir(config, scanId), { recursive: true, force: true });
+  const dir = workspaceDir(config, scanId);
+  const trash = path.join(config.AUDITFLOW_DATA_DIR, 'workspaces', `.removing-${scanId}-${randomUUID()}`);
+  try {
+    await rename(dir, trash);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  const rmTree = spawn('rm', ['-rf', '--', trash], { detached: true, stdio: 'ignore' });
+  // Without rm (not a POSIX system), delete in-process.
+  rmTree.on('error', () => void rm(trash, { recursive: true, force: true }));
+  rmTree.unref();
 }

@@ -1,10 +1,10 @@
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { migrateUp } from '../../db/migrate';
 import { freePort, startEmbeddedPostgres, startTemporalDevServer } from '../../scripts/services';
+import { writeWorkflowBundle } from '../../workers/workflow-bundle';
 
 /**
  * Starts the real services once for the whole run, on free ports and in a temporary directory,
@@ -26,9 +26,8 @@ export default async function globalSetup(): Promise<void> {
   ]);
   await migrateUp(postgres.url);
 
-  const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
   const bundlePath = path.join(dir, 'workflow-bundle.js');
-  await writeFile(bundlePath, bundle.code);
+  await writeWorkflowBundle(bundlePath);
 
   Object.assign(process.env, {
     NODE_ENV: 'test',
@@ -44,12 +43,3 @@ export default async function globalSetup(): Promise<void> {
   });
   (globalThis as { __auditflowServices?: unknown }).__auditflowServices = { postgres, temporal, dir };
 }
-
-const quietLogger = {
-  log: () => undefined,
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (message: string) => console.warn(message),
-  error: (message: string) => console.error(message),
-};

@@ -1,0 +1,420 @@
+/**
+ * Repository scans at scale, in one run on one machine:
+ *  - a large real tree nobody here wrote (packages of our own node_modules, committed to git,
+ *    see bench/harness/corpus.ts) scanned end to end: POST /projects/:id/scans on the API
+ *    (in-process, over HTTP), the `scanRepository` workflow on a Temporal dev server, its
+ *    activities in a real worker process (workers/main.ts), fetching through `file://`;
+ *  - the same select → analyze → persist as a plain in-process loop (selectFiles, read,
+ *    analyzeSource, the scan's own issue upsert into Postgres, in batches of the scan's size)
+ *    over the same tree: what the platform costs on top is the ratio of the two;
+ *  - the findings per rule, and the worker's peak RSS.
+ * Figures only: speed never fails the run (a scan that fails or finds other issues does).
+ *
+ *   node --import tsx bench/scan.ts [--quick]     (quick: ~2k files; full: ~50k)
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import type { Client } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
+import { QueryTypes, type Sequelize } from 'sequelize';
+import { createApp } from '../api/app';
+import { Scan } from '../db';
+import { analyzeSource } from '../lib/analyzers';
+import { createBlobStore } from '../lib/blob-store';
+import type { Config } from '../lib/config';
+import { selectFiles } from '../lib/file-selection';
+import { fetchGitRepository } from '../lib/git-fetch';
+import { createLogger } from '../lib/logger';
+import { createMailer } from '../lib/mailer';
+import { checkRemoteUrl } from '../lib/net-guard';
+import { connectTemporal } from '../lib/temporal';
+import { listenForJobEvents } from '../services/job-event-stream';
+import { codeContextOf, upsertIssues, type IssueInput } from '../services/scans/pipeline';
+import { runEntry } from '../test/harness/processes';
+import { withBenchDatabase } from './harness';
+import { buildNodeModulesCorpus, type Corpus } from './harness/corpus';
+import { withBenchTemporal } from './harness/temporal';
+
+const execFileAsync = promisify(execFile);
+const quick = process.argv.includes('--quick');
+/** Files the scan selects (analyzes), roughly: the corpus grows by whole packages until it has this many. */
+const targetFiles = quick ? 2_000 : 50_000;
+/** The scan's default batch size (services/scans): the baseline persists in batches of the same size. */
+const BATCH_SIZE = 200;
+const MAX_FILE_BYTES = 1024 * 1024;
+const password = 'correct horse battery staple 42!';
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const perSecond = (count: number, ms: number) => `${((count / ms) * 1000).toFixed(0)} files/s`;
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+const thousands = (n: number) => n.toLocaleString('en-US');
+
+// ---------------------------------------------------------------------------------------------
+// The API, over HTTP
+
+interface Api {
+  call<T>(method: string, route: string, body?: unknown): Promise<T>;
+  token?: string;
+}
+
+function apiAt(base: string): Api {
+  const api: Api = {
+    async call<T>(method: string, route: string, body?: unknown): Promise<T> {
+      const res = await fetch(`${base}/api/v1${route}`, {
+        method,
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(api.token ? { authorization: `Bearer ${api.token}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`${method} ${route} answered ${res.status}: ${text}`);
+      return JSON.parse(text) as T;
+    },
+  };
+  return api;
+}
+
+interface JobView {
+  id: string;
+  status: string;
+  workflowId: string;
+  error: { message: string } | null;
+}
+
+interface ScanView {
+  id: string;
+  status: string;
+  filesTotal: number;
+  filesAnalyzed: number;
+  filesSkipped: number;
+  findings: Record<string, number>;
+  warnings: unknown[];
+  durationMs: number | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker's memory (Linux)
+
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+function readIfThere(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Resets the process's peak RSS (VmHWM) to its current RSS; false where the kernel does not allow it. */
+function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the workflow's time went, from its history (every run, continue-as-new included)
+
+interface StepStats {
+  count: number;
+  /** Started → completed, summed. */
+  runMs: number;
+  /** Scheduled → started, summed: waiting for a worker slot (or a worker). */
+  queueMs: number;
+  /** First scheduled, last completed. */
+  from: number;
+  to: number;
+}
+
+
+async function workflowTimeline(client: Client, workflowId: string): Promise<{ runs: number; steps: Map<string, StepStats>; from: number; to: number }> {
+  const histories = [];
+  for (let runId: string | undefined; ; ) {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    histories.unshift(history);
+    runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId ?? undefined;
+    if (!runId) break;
+  }
+  const steps = new Map<string, StepStats>();
+  const scheduled = new Map<string, { name: string; at: number }>();
+  const started = new Map<string, number>();
+  let from = Infinity;
+  let to = 0;
+  const add = (name: string, fields: { runMs?: number; queueMs?: number; from: number; to: number }) => {
+    const s = steps.get(name) ?? { count: 0, runMs: 0, queueMs: 0, from: Infinity, to: 0 };
+    steps.set(name, { count: s.count + 1, runMs: s.runMs + (fields.runMs ?? 0), queueMs: s.queueMs + (fields.queueMs ?? 0), from: Math.min(s.from, fields.from), to: Math.max(s.to, fields.to) });
+  };
+  for (const history of histories) {
+    for (const e of history.events ?? []) {
+      const at = tsToMs(e.eventTime);
+      const id = String(e.eventId);
+      from = Math.min(from, at);
+      to = Math.max(to, at);
+      if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+      if (e.workflowTaskScheduledEventAttributes) scheduled.set(id, { name: 'workflow task', at });
+      if (e.activityTaskStartedEventAttributes || e.workflowTaskStartedEventAttributes) started.set(id, at);
+      const done = e.activityTaskCompletedEventAttributes ?? e.workflowTaskCompletedEventAttributes;
+      if (done) {
+        const s = scheduled.get(String(done.scheduledEventId));
+        const begun = started.get(String(done.startedEventId)) ?? at;
+        if (s) add(s.name, { runMs: at - begun, queueMs: begun - s.at, from: s.at, to: at });
+      }
+    }
+  }
+  return { runs: histories.length, steps, from, to };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The baseline: the same work as a plain loop
+
+interface BaselineResult {
+  ms: number;
+  selectMs: number;
+  analyzeMs: number;
+  persistMs: number;
+  files: number;
+  bytes: number;
+  failed: number;
+  findings: number;
+}
+
+async function baselineScan(sequelize: Sequelize, config: Config, scan: Scan, root: string): Promise<BaselineResult> {
+  const started = performance.now();
+  const selection = await selectFiles(root, { maxFileBytes: config.SCAN_MAX_FILE_BYTES, maxFiles: config.SCAN_MAX_FILES, ignorePatterns: [] });
+  const selectMs = performance.now() - started;
+  let analyzeMs = 0;
+  let persistMs = 0;
+  let failed = 0;
+  let findings = 0;
+  for (let i = 0; i < selection.files.length; i += BATCH_SIZE) {
+    const batchStarted = performance.now();
+    const issues: IssueInput[] = [];
+    for (const file of selection.files.slice(i, i + BATCH_SIZE)) {
+      try {
+        const text = await readFile(path.join(root, file.path), 'utf8');
+        const found = analyzeSource({ path: file.path, language: file.language, text }, { allowInlineSuppression: true, disabledRules: [] });
+        issues.push(...found.map((finding) => ({ finding, source: 'rule' as const, codeContext: codeContextOf(text, finding) })));
+      } catch {
+        failed += 1;
+      }
+    }
+    const persistStarted = performance.now();
+    analyzeMs += persistStarted - batchStarted;
+    await sequelize.transaction((transaction) => upsertIssues(sequelize, scan, issues, transaction));
+    persistMs += performance.now() - persistStarted;
+    findings += issues.length;
+  }
+  const bytes = selection.files.reduce((n, f) => n + f.bytes, 0);
+  return { ms: performance.now() - started, selectMs, analyzeMs, persistMs, files: selection.files.length - failed, bytes, failed, findings };
+}
+
+/** A shallow clone with git's defaults (what the fetch costs without our hardening and size watchdog). */
+async function plainClone(url: string, dest: string): Promise<void> {
+  const env = { PATH: process.env.PATH, HOME: path.dirname(dest), GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+  await execFileAsync('git', ['-c', 'core.symlinks=false', 'clone', '--quiet', '--depth', '1', '--no-tags', '--single-branch', '--', url, dest], { env });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function findingsByRule(sequelize: Sequelize, projectId: string): Promise<Array<{ rule: string; n: number }>> {
+  return sequelize.query<{ rule: string; n: number }>('SELECT rule_id AS rule, count(*)::int AS n FROM issues WHERE project_id = :projectId GROUP BY rule_id ORDER BY n DESC, rule_id', {
+    replacements: { projectId },
+    type: QueryTypes.SELECT,
+  });
+}
+
+async function issueIdentities(sequelize: Sequelize, projectId: string): Promise<string[]> {
+  const rows = await sequelize.query<{ k: string }>(
+    "SELECT fingerprint || ':' || occurrence || ':' || start_line || ':' || end_line AS k FROM issues WHERE project_id = :projectId ORDER BY 1",
+    { replacements: { projectId }, type: QueryTypes.SELECT },
+  );
+  return rows.map((r) => r.k);
+}
+
+async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): Promise<void> {
+  const env = {
+    TEMPORAL_ADDRESS: temporalAddress,
+    TEMPORAL_TASK_QUEUE: `bench-scan-${randomUUID().slice(0, 8)}`,
+    SCAN_FILE_ROOTS: reposRoot,
+    SCAN_MAX_FILE_BYTES: String(MAX_FILE_BYTES),
+    SCAN_MAX_REPOSITORY_BYTES: String(16 * 1024 * 1024 * 1024),
+    SCAN_FETCH_TIMEOUT_SECONDS: '3600',
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    BCRYPT_COST: '4',
+    LOG_LEVEL: 'silent',
+  };
+  await withBenchDatabase(env, async ({ dir, config, sequelize }) => {
+    const logger = createLogger({ level: 'silent' });
+    const temporal = await connectTemporal(config);
+    const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
+    const jobEvents = await listenForJobEvents(config, logger);
+    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config) });
+    const server = await new Promise<Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const worker = runEntry('workers/main.ts', { ...env, DATABASE_URL: config.DATABASE_URL, AUDITFLOW_DATA_DIR: config.AUDITFLOW_DATA_DIR, LOG_LEVEL: 'info' });
+    try {
+      await worker.waitFor(/"msg":"worker started"/, 120_000);
+      const pid = worker.child.pid ?? 0;
+      const startupPeak = procStatus(pid, 'VmHWM');
+      const peakReset = resetPeakRss(pid);
+
+      const api = apiAt(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
+        email: 'bench@example.test',
+        password,
+        name: 'Bench',
+        tenantName: 'Bench org',
+      });
+      api.token = registered.accessToken;
+      const project = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned through the API' });
+      const baselineProject = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned by the baseline loop' });
+
+      // End to end: the request, the workflow, the worker, until the job is seen finished.
+      const rssAtStart = procStatus(pid, 'VmRSS');
+      // The worker's RSS over time, and when its fetch ended: the workspace's ready marker holds that time.
+      const rssSamples: Array<{ at: number; rss: number }> = [];
+      let fetchedAt: number | undefined;
+      const workspaces = path.join(config.AUDITFLOW_DATA_DIR, 'workspaces');
+      const sampler = setInterval(() => {
+        rssSamples.push({ at: Date.now(), rss: procStatus(pid, 'VmRSS') ?? 0 });
+        if (fetchedAt === undefined) {
+          for (const scanDir of existsSync(workspaces) ? readdirSync(workspaces) : []) {
+            const marker = readIfThere(path.join(workspaces, scanDir, '.auditflow-ready'));
+            if (marker) fetchedAt = Date.parse(marker);
+          }
+        }
+      }, 100);
+      const started = performance.now();
+      let job = await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } });
+      while (job.status === 'queued' || job.status === 'running') {
+        await new Promise((r) => setTimeout(r, 100));
+        job = await api.call<JobView>('GET', `/jobs/${job.id}`);
+      }
+      const endToEndMs = performance.now() - started;
+      clearInterval(sampler);
+      const scanPeak = peakReset ? procStatus(pid, 'VmHWM') : null;
+      if (job.status !== 'completed') throw new Error(`the scan job ended ${job.status}: ${job.error?.message ?? ''}\n${worker.output().slice(-4000)}`);
+      const listed = await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`);
+      const scan = await api.call<ScanView>('GET', `/scans/${listed.items[0]?.id ?? ''}`);
+      const timeline = await workflowTimeline(temporal, job.workflowId);
+
+      // The baseline, over the same tree (the corpus's working tree), into the other project.
+      const baselineRow = await Scan.create({
+        id: randomUUID(),
+        tenantId: registered.tenant.id,
+        projectId: baselineProject.id,
+        jobId: null,
+        source: { type: 'git', url: corpus.url },
+        mode: 'full',
+        baseScanId: null,
+      });
+      const baseline = await baselineScan(sequelize, config, baselineRow, corpus.root);
+
+      // The fetch alone, as the worker does it (lib/git-fetch), and a plain shallow clone of the same.
+      const fetchDest = await mkdtemp(path.join(dir, 'fetch-'));
+      let fetchStarted = performance.now();
+      await fetchGitRepository(await checkRemoteUrl(corpus.url, { allowedHosts: [], fileRoots: [reposRoot] }), {
+        dest: path.join(fetchDest, 'tree'),
+        timeoutMs: 3_600_000,
+        maxBytes: config.SCAN_MAX_REPOSITORY_BYTES,
+      });
+      const fetchMs = performance.now() - fetchStarted;
+      fetchStarted = performance.now();
+      await plainClone(corpus.url, path.join(fetchDest, 'plain'));
+      const plainCloneMs = performance.now() - fetchStarted;
+      await rm(fetchDest, { recursive: true, force: true });
+
+      const rules = await findingsByRule(sequelize, project.id);
+      const sameIssues = (await issueIdentities(sequelize, project.id)).join('\n') === (await issueIdentities(sequelize, baselineProject.id)).join('\n');
+      const findings = rules.reduce((n, r) => n + r.n, 0);
+      const step = (name: string) => timeline.steps.get(name) ?? { count: 0, runMs: 0, queueMs: 0, from: 0, to: 0 };
+      const batches = step('analyzeScanBatch');
+      const prepare = step('prepareScan');
+      const finalize = step('finalizeScan');
+      const reports = step('reportJobProgress');
+      const tasks = step('workflow task');
+      const analysisMs = batches.to - batches.from;
+      const fetchInWorkerMs = fetchedAt === undefined ? null : fetchedAt - prepare.from;
+      const peakIn = (from: number, to: number) => rssSamples.filter((r) => r.at >= from && r.at <= to).reduce((m, r) => Math.max(m, r.rss), 0);
+      const mb = (bytes: number | null) => (bytes === null ? 'n/a' : mib(bytes));
+
+      console.log(`repository scan, ${quick ? 'quick' : 'full'} run`);
+      console.log(
+        `corpus: ${thousands(corpus.files)} files, ${mib(corpus.bytes)} (${corpus.packages} packages of node_modules` +
+          `${corpus.copies > 1 ? `, node_modules copied ${corpus.copies} times, the last partly` : ''}; symlinks and files over ${mib(MAX_FILE_BYTES)} left out), one git commit`,
+      );
+      console.log(`  selected and analyzed: ${thousands(scan.filesAnalyzed)} of ${thousands(scan.filesTotal)} files (${mib(baseline.bytes)}), ${thousands(scan.filesSkipped)} paths skipped, ${scan.warnings.length} warnings`);
+      console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}`);
+      console.log(
+        `  prepareScan ${seconds(prepare.runMs)}: fetch ${fetchInWorkerMs === null ? 'n/a' : seconds(fetchInWorkerMs)}, then select, hash and record the files ` +
+          `(the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`,
+      );
+      console.log(
+        `  analysis ${seconds(analysisMs)}: ${batches.count} batches of ${BATCH_SIZE}, ${seconds(batches.runMs)} of batch activities summed (queued ${seconds(batches.queueMs)}), ` +
+          `${reports.count} progress reports ${seconds(reports.runMs)}, ${tasks.count} workflow tasks ${seconds(tasks.runMs)}, ${timeline.runs} workflow run(s)`,
+      );
+      console.log(`  finalizeScan ${seconds(finalize.runMs)} (marks, summary, removes the working tree); the rest ${seconds(endToEndMs - prepare.runMs - analysisMs - finalize.runMs)}`);
+      console.log(
+        `baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)} (select ${seconds(baseline.selectMs)}, read + analyze ${seconds(baseline.analyzeMs)}, persist ${seconds(baseline.persistMs)})`,
+      );
+      console.log(
+        `ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.25×); less the worker's fetch (which the baseline does not do): ${fetchInWorkerMs === null ? 'n/a' : `${((endToEndMs - fetchInWorkerMs) / baseline.ms).toFixed(2)}×`}`,
+      );
+      console.log(`findings: ${thousands(findings)}${sameIssues ? ', the same issues as the baseline’s' : ' — NOT the baseline’s issues'}; per rule (top 20):`);
+      for (const r of rules.slice(0, 20)) console.log(`  ${r.rule.padEnd(36)} ${String(r.n).padStart(7)}`);
+      console.log(
+        `worker peak RSS during the scan: ${mb(scanPeak ?? peakIn(0, Infinity))}${scanPeak === null ? ' (sampled every 100 ms)' : ''} (goal ≤ 512 MiB at 50k files); ` +
+          `${mb(rssAtStart)} when the scan started, ${mb(startupPeak)} peak at start-up (workflow bundling); ` +
+          `sampled peaks: prepareScan ${mb(peakIn(prepare.from, prepare.to))}, analysis ${mb(peakIn(batches.from, batches.to))}, finalizeScan ${mb(peakIn(finalize.from, finalize.to))}`,
+      );
+      if (!sameIssues || baseline.files !== scan.filesAnalyzed) throw new Error('the scan and the baseline disagree: see above');
+    } finally {
+      // Drained like a deployment stops it; killed if it does not stop within 30 s.
+      worker.child.kill('SIGTERM');
+      const killer = setTimeout(() => worker.child.kill('SIGKILL'), 30_000);
+      await worker.exited;
+      clearTimeout(killer);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      mailer.close();
+      await jobEvents.close();
+      await temporal.connection.close();
+    }
+  });
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'auditflow-bench-scan-'));
+  await chmod(dir, 0o755);
+  try {
+    const reposRoot = path.join(dir, 'repos');
+    const built = performance.now();
+    const corpus = await buildNodeModulesCorpus({ dest: path.join(reposRoot, 'corpus'), selectable: targetFiles, maxFileBytes: MAX_FILE_BYTES });
+    console.log(`(corpus built and committed in ${seconds(performance.now() - built)})`);
+    await withBenchTemporal(dir, (temporal) => run(corpus, reposRoot, temporal.address));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
