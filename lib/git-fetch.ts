@@ -76,22 +76,39 @@ export async function fetchGitRepository(source: CheckedSource, options: GitFetc
       signal: options.signal,
     });
     const shallow = ['--depth', '1', '--no-tags', '--no-recurse-submodules'];
+    // Objects first, no working tree: while they arrive the watchdog walks only .git (cheap).
+    let target: string;
     if (ref !== undefined && FULL_SHA.test(ref)) {
       // A commit is fetched by id (servers allow reachable shas: GitHub, GitLab, protocol v2).
       await run(['init', '--quiet', '--template=', '--', dest], home);
       await run(['fetch', '--quiet', ...shallow, '--', url, ref.toLowerCase()], dest);
-      await run(['checkout', '--quiet', '--detach', '--no-recurse-submodules', ref.toLowerCase(), '--'], dest);
+      target = ref.toLowerCase();
     } else {
       const branch = ref === undefined ? [] : ['--branch', ref];
-      await run(['clone', '--quiet', '--template=', ...shallow, '--single-branch', ...branch, '--', url, dest], home);
+      await run(['clone', '--quiet', '--template=', '--no-checkout', ...shallow, '--single-branch', ...branch, '--', url, dest], home);
+      target = 'HEAD';
     }
-    const commit = (await run(['rev-parse', '--verify', 'HEAD^{commit}'], dest)).trim();
-    const bytes = await directorySize(dest);
+    const commit = (await run(['rev-parse', '--verify', `${target}^{commit}`], dest)).trim();
+    // The tree's size is known before checkout (its blob sizes): an oversized one is refused
+    // without writing it, and the checkout needs no watchdog walking tens of thousands of files.
+    const bytes = (await directorySize(path.join(dest, '.git'))) + sumBlobSizes(await run(['ls-tree', '-r', '-l', '--full-tree', '-z', commit], dest));
     if (bytes > options.maxBytes) throw tooLarge(options.maxBytes);
+    await run(['checkout', '--quiet', '--detach', '--no-recurse-submodules', commit, '--'], dest, { watchSize: false });
     return { commit, bytes };
   } finally {
     await rm(home, { recursive: true, force: true });
   }
+}
+
+/** The total size of the blobs `git ls-tree -r -l -z` lists (submodule links have no size). */
+function sumBlobSizes(listing: string): number {
+  let total = 0;
+  for (const entry of listing.split('\0')) {
+    // "<mode> <type> <object> <size>\t<path>"
+    const size = entry.split('\t', 1)[0]?.trim().split(/\s+/)[3];
+    if (size !== undefined && /^\d+$/.test(size)) total += Number(size);
+  }
+  return total;
 }
 
 /**
@@ -187,8 +204,8 @@ interface RunnerContext {
 }
 
 /** Returns a function running one git command (stdout on success), all sharing one deadline. */
-function runner(ctx: RunnerContext): (args: string[], cwd: string) => Promise<string> {
-  return (args, cwd) =>
+function runner(ctx: RunnerContext): (args: string[], cwd: string, options?: { watchSize: boolean }) => Promise<string> {
+  return (args, cwd, options = { watchSize: true }) =>
     new Promise<string>((resolve, reject) => {
       if (ctx.signal?.aborted === true) return reject(abortReason(ctx.signal));
       const remaining = ctx.deadline - Date.now();
@@ -230,7 +247,7 @@ function runner(ctx: RunnerContext): (args: string[], cwd: string) => Promise<st
           );
         }, pause);
       };
-      watch(WATCHDOG_INTERVAL_MS);
+      if (options.watchSize) watch(WATCHDOG_INTERVAL_MS);
 
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
