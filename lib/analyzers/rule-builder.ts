@@ -11,19 +11,13 @@
  * with a literal or a lookbehind so that few positions can start a match.
  */
 import { callArgs, contextAround, isCode, isComment } from './source';
-import type { Language, Rule, RuleMatch, Severity, SourceFile } from './types';
+import type { Language, Rule, RuleMatch, SourceFile } from './types';
 
 /** Which matches to drop by where they start. */
 export type Skip = 'none' | 'comments' | 'comments-and-strings';
 
-export interface RuleMeta {
-  id: string;
-  title: string;
-  severity: Severity;
-  cwe: string | null;
-  message: string;
-  languages: readonly Language[] | 'any';
-  secret?: boolean;
+/** What a rule declares besides its matcher: the rule's own fields, and where it applies. */
+export interface RuleMeta extends Omit<Rule, 'find'> {
   /** Default: code rules skip matches in comments and strings; secret rules skip nothing. */
   skip?: Skip;
   /** The rule runs only on files where this matches somewhere. */
