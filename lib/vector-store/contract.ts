@@ -186,3 +186,15 @@ export function checkIds(ids: string[]): string[] {
 export function* batches<T>(items: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
+
+/**
+ * A search's inputs checked the same way by every store: the collection's name and the checked
+ * filter, or null when nothing can match (a filter on no documents, or a zero query vector).
+ */
+export function checkSearch(c: VectorCollection, vector: number[], filter: VectorFilter, topK: number): { name: string; filter: CheckedFilter } | null {
+  const name = collectionName(c);
+  const checkedFilter = checkFilter(filter);
+  checkTopK(topK);
+  const { nonZero } = checkVector(vector, c, name, 'The query vector');
+  return checkedFilter === null || !nonZero ? null : { name, filter: checkedFilter };
+}

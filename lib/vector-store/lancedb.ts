@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { connect, type Connection, type Table } from '@lancedb/lancedb';
 import { Field, FixedSizeList, Float32, Int32, Schema, Utf8 } from 'apache-arrow';
-import { batches, checkFilter, checkIds, checkPoints, checkTopK, checkVector, collectionName, parseCollectionName, uuid, type CheckedFilter } from './contract';
+import { batches, checkFilter, checkIds, checkPoints, checkSearch, collectionName, parseCollectionName, uuid, type CheckedFilter } from './contract';
 import type { VectorCollection, VectorFilter, VectorMatch, VectorPoint, VectorStore } from './types';
 
 /**
@@ -161,11 +161,9 @@ export class LanceDbVectorStore implements VectorStore {
   }
 
   async search(c: VectorCollection, vector: number[], filter: VectorFilter, topK: number): Promise<VectorMatch[]> {
-    const name = collectionName(c);
-    const checkedFilter = checkFilter(filter);
-    checkTopK(topK);
-    const { nonZero } = checkVector(vector, c, name, 'The query vector');
-    if (checkedFilter === null || !nonZero) return [];
+    const search = checkSearch(c, vector, filter, topK);
+    if (search === null) return [];
+    const { name, filter: checkedFilter } = search;
     const table = await this.table(name);
     if (table === null) return [];
     const rows: unknown[] = await table

@@ -1,5 +1,5 @@
 import { QdrantClient, type Schemas } from '@qdrant/js-client-rest';
-import { batches, checkFilter, checkIds, checkPoints, checkTopK, checkVector, collectionName, parseCollectionName, uuid, type CheckedFilter } from './contract';
+import { batches, checkFilter, checkIds, checkPoints, checkSearch, collectionName, parseCollectionName, uuid, type CheckedFilter } from './contract';
 import type { VectorCollection, VectorFilter, VectorMatch, VectorPayload, VectorPoint, VectorStore } from './types';
 
 /**
@@ -88,11 +88,9 @@ export class QdrantVectorStore implements VectorStore {
   }
 
   async search(c: VectorCollection, vector: number[], filter: VectorFilter, topK: number): Promise<VectorMatch[]> {
-    const name = collectionName(c);
-    const checkedFilter = checkFilter(filter);
-    checkTopK(topK);
-    const { nonZero } = checkVector(vector, c, name, 'The query vector');
-    if (checkedFilter === null || !nonZero) return [];
+    const search = checkSearch(c, vector, filter, topK);
+    if (search === null) return [];
+    const { name, filter: checkedFilter } = search;
     const response = await this.read('query', name, { points: [] }, () =>
       this.client.query(name, { query: vector, filter: toFilter(checkedFilter), limit: topK, with_payload: true, with_vector: false }),
     );

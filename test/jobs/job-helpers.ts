@@ -3,7 +3,9 @@ import type { ActivityInterceptorsFactory, Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import type { Sequelize } from 'sequelize';
 import { Job, JobEvent, type JobStatus } from '../../db';
+import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import type { RunningEntry } from '../harness/processes';
 import { createTestWorker } from '../harness/worker';
 
 /**
@@ -344,4 +346,16 @@ export async function runCredentialCheck(t: TestApp, admin: Member): Promise<Cre
   const job = await waitForJob(t, admin.accessToken, (res.body as JobBody).id, isFinished, 'the credential check');
   if (job.status !== 'completed') throw new Error(`the credential check ended ${job.status}: ${JSON.stringify(job.error)}`);
   return { secretValues: secrets.map((s) => s.value), secrets, missingReference, project, job, workflowId: job.workflowId };
+}
+
+/**
+ * Kills worker processes a test started and waits for them, then deletes the schedules a worker
+ * creates for its task queue at start-up (they would outlive the test otherwise).
+ */
+export async function stopWorkerProcesses(t: TestApp, workers: RunningEntry[], taskQueue: string): Promise<void> {
+  for (const w of workers) w.child.kill('SIGKILL');
+  await Promise.all(workers.map((w) => w.exited));
+  for (const id of [auditRetentionScheduleId(taskQueue), jobReconciliationScheduleId(taskQueue)]) {
+    await t.temporal.schedule.getHandle(id).delete().catch(() => undefined);
+  }
 }

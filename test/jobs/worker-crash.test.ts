@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { JobEvent, Job, Project } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { startProjectDeletion } from '../../services/project-deletion';
-import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, waitUntil } from './job-helpers';
+import { backendsBlockedBy, lockJobRow, seedFinishedJobs, stopWorkerProcesses, waitUntil } from './job-helpers';
 
 /**
  * A worker process dies (SIGKILL: no drain, no goodbye to the server) while a deletion batch is
@@ -98,13 +97,8 @@ describe('a worker killed mid-deletion', () => {
       });
       expect(retriedOnSecond).toHaveLength(1);
     } finally {
-      for (const w of workers) w.child.kill('SIGKILL');
-      await Promise.all(workers.map((w) => w.exited));
+      await stopWorkerProcesses(t, workers, env.TEMPORAL_TASK_QUEUE);
       await lock.release();
-      // The worker process created its queue's schedules at start-up; they outlive it otherwise.
-      for (const id of [auditRetentionScheduleId(env.TEMPORAL_TASK_QUEUE), jobReconciliationScheduleId(env.TEMPORAL_TASK_QUEUE)]) {
-        await t.temporal.schedule.getHandle(id).delete().catch(() => undefined);
-      }
     }
   }, 180_000);
 });

@@ -7,11 +7,11 @@ import { Job, JobEvent, Scan, ScanFile } from '../../db';
 import { analyzeSource, issueFingerprint } from '../../lib/analyzers';
 import { AuditScope } from '../../services/audit';
 import { startScan } from '../../services/scans';
-import { auditRetentionScheduleId, jobReconciliationScheduleId, type ScanParams } from '../../workflows/definitions';
+import type { ScanParams } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { makeRepository, startGitServer, type GitServer } from '../harness/git-server';
 import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, createProject, holdTransaction, waitUntil, type RowLock } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, holdTransaction, stopWorkerProcesses, waitUntil, type RowLock } from '../jobs/job-helpers';
 
 /**
  * A worker process dies (SIGKILL) in the middle of a repository scan: some batches are
@@ -246,13 +246,8 @@ describe('a worker killed mid-scan', () => {
       expect(done.counters).toMatchObject({ filesTotal: FILES, filesAnalyzed: FILES, filesFailed: 0, issuesFound: FILES * 4 });
       expect(done.counters).toEqual(baselineDone.counters);
     } finally {
-      for (const w of workers) w.child.kill('SIGKILL');
-      await Promise.all(workers.map((w) => w.exited));
+      await stopWorkerProcesses(t, workers, env.TEMPORAL_TASK_QUEUE);
       await lock.release();
-      // The worker processes created their queue's schedules at start-up; they outlive them otherwise.
-      for (const id of [auditRetentionScheduleId(env.TEMPORAL_TASK_QUEUE), jobReconciliationScheduleId(env.TEMPORAL_TASK_QUEUE)]) {
-        await t.temporal.schedule.getHandle(id).delete().catch(() => undefined);
-      }
       await rm(workersDir, { recursive: true, force: true });
     }
   }, 180_000);
