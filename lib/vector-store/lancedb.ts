@@ -188,10 +188,11 @@ export class LanceDbVectorStore implements VectorStore {
     await this.deleteWhere(c, `tenant_id = ${sqlString(tenantId)} AND project_id = ${sqlString(projectId)}`);
   }
 
-  async deleteByIds(c: VectorCollection, ids: string[]): Promise<void> {
+  async deleteByIds(c: VectorCollection, filter: { tenantId: string }, ids: string[]): Promise<void> {
+    const tenantId = uuid(filter.tenantId, 'The filter tenantId');
     const checked = checkIds(ids);
     for (const slice of batches(checked, DELETE_IDS_PER_STATEMENT)) {
-      await this.deleteWhere(c, `id IN (${slice.map(sqlString).join(', ')})`);
+      await this.deleteWhere(c, `tenant_id = ${sqlString(tenantId)} AND id IN (${slice.map(sqlString).join(', ')})`);
     }
   }
 

@@ -109,11 +109,11 @@ export class QdrantVectorStore implements VectorStore {
     await this.deleteMatching(c, { must: [matchValue('tenantId', tenantId), matchValue('projectId', projectId)] });
   }
 
-  async deleteByIds(c: VectorCollection, ids: string[]): Promise<void> {
-    const name = collectionName(c);
+  async deleteByIds(c: VectorCollection, filter: { tenantId: string }, ids: string[]): Promise<void> {
+    const tenantId = uuid(filter.tenantId, 'The filter tenantId');
     const checked = checkIds(ids);
     for (const slice of batches(checked, DELETE_IDS_PER_REQUEST)) {
-      await this.read('delete', name, undefined, () => this.client.delete(name, { wait: true, points: slice }));
+      await this.deleteMatching(c, { must: [matchValue('tenantId', tenantId), { has_id: slice }] });
     }
   }
 

@@ -63,7 +63,8 @@ export interface VectorStore {
   search(c: VectorCollection, vector: number[], filter: VectorFilter, topK: number): Promise<VectorMatch[]>;
   deleteByDocument(c: VectorCollection, filter: { tenantId: string; documentId: string }): Promise<void>;
   /** Deletes points by id (ids are deterministic per document and chunk, so globally unique). */
-  deleteByIds(c: VectorCollection, ids: string[]): Promise<void>;
+  /** Deletes the tenant's points with these ids (another tenant's points are never touched, whatever the ids). */
+  deleteByIds(c: VectorCollection, filter: { tenantId: string }, ids: string[]): Promise<void>;
   deleteByProject(c: VectorCollection, filter: { tenantId: string; projectId: string }): Promise<void>;
   count(c: VectorCollection, filter: VectorFilter): Promise<number>;
   /** Every collection this store holds (of ours), so project deletion can clean each model's. */

@@ -25,7 +25,8 @@ async function main(): Promise<void> {
   for (const [i, batch] of input.batches.entries()) {
     await store.upsert(input.collection, batch);
     const deletions = input.deletions[i] ?? [];
-    if (deletions.length > 0) await store.deleteByIds(input.collection, deletions);
+    // Every point of the run belongs to one tenant: the deletions are that tenant's.
+    if (deletions.length > 0) await store.deleteByIds(input.collection, { tenantId: batch[0]?.payload.tenantId ?? '' }, deletions);
   }
   await store.close();
   process.stdout.write('done\n');

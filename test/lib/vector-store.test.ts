@@ -254,10 +254,17 @@ function behaviours(subject: Subject): void {
     const { tenantId } = ids();
     const points = [0, 1, 2, 3].map((i) => point(vectorFor(i), { tenantId, chunkIndex: i }));
     await store.upsert(base, points);
-    await store.deleteByIds(base, [points[0]!.id, points[2]!.id.toUpperCase(), randomUUID()]);
+    await store.deleteByIds(base, { tenantId }, [points[0]!.id, points[2]!.id.toUpperCase(), randomUUID()]);
     expect(idsOf(await store.search(base, [1, 0, 0, 0], { tenantId }, 10)).sort()).toEqual([points[1]!.id, points[3]!.id].sort());
-    await store.deleteByIds(base, []);
+    await store.deleteByIds(base, { tenantId }, []);
     expect(await store.count(base, { tenantId })).toBe(2);
+  });
+
+  it("never deletes another tenant's points, even given their ids", async () => {
+    const theirs = point(vectorFor(0), { tenantId: ids().tenantId });
+    await store.upsert(base, [theirs]);
+    await store.deleteByIds(base, { tenantId: ids().tenantId }, [theirs.id]);
+    expect(await store.count(base, { tenantId: theirs.payload.tenantId })).toBe(1);
   });
 
   it("deletes a project's points within its tenant only", async () => {
@@ -290,7 +297,7 @@ function behaviours(subject: Subject): void {
     expect(idsOf(await store.search(base, [1, 0, 0, 0], { tenantId }, 10))).toEqual([inBase.id]);
     expect(idsOf(await store.search(otherModel, [1, 0, 0, 0], { tenantId }, 10))).toEqual([inOtherModel.id]);
     expect(idsOf(await store.search(otherDims, [1, 0, 0], { tenantId }, 10))).toEqual([inOtherDims.id]);
-    await store.deleteByIds(otherModel, [inBase.id]); // an id from another collection: nothing happens
+    await store.deleteByIds(otherModel, { tenantId }, [inBase.id]); // an id from another collection: nothing happens
     expect(await store.count(base, { tenantId })).toBe(1);
 
     const ours = (await store.listCollections()).filter((c) => c.model.includes(runId));
@@ -307,7 +314,7 @@ function behaviours(subject: Subject): void {
     expect(await store.count(missing, { tenantId })).toBe(0);
     await store.deleteByDocument(missing, { tenantId, documentId });
     await store.deleteByProject(missing, { tenantId, projectId });
-    await store.deleteByIds(missing, [randomUUID()]);
+    await store.deleteByIds(missing, { tenantId }, [randomUUID()]);
     expect((await store.listCollections()).filter((c) => c.model === missing.model)).toEqual([]);
   });
 
@@ -359,7 +366,7 @@ function behaviours(subject: Subject): void {
     await reject(store.search(base, [1, 0, 0, 0], { tenantId, documentIds: ["') OR ('1'='1"] }, 5), 'A filter documentId must be a UUID');
     await reject(store.deleteByDocument(base, { tenantId, documentId: '*' }), 'The filter documentId must be a UUID');
     await reject(store.deleteByProject(base, { tenantId: '', projectId: randomUUID() }), 'The filter tenantId must be a UUID');
-    await reject(store.deleteByIds(base, ["' OR 1=1"]), 'A point id must be a UUID');
+    await reject(store.deleteByIds(base, { tenantId }, ["' OR 1=1"]), 'A point id must be a UUID');
     await reject(store.search(base, [1, 0, 0, 0], { tenantId }, 0), 'topK must be an integer');
     await reject(store.ensureCollection({ model: ' ', dimensions: 4 }), 'non-empty embedding model name');
     await reject(store.ensureCollection({ model: 'm', dimensions: 1.5 }), 'dimensions must be an integer');
@@ -437,7 +444,7 @@ describe('lancedb vector store across processes', () => {
     const { batches, deletions } = work(own.parent);
     for (const [b, batch] of batches.entries()) {
       await store.upsert(collection, batch);
-      await store.deleteByIds(collection, deletions[b] ?? []);
+      await store.deleteByIds(collection, { tenantId }, deletions[b] ?? []);
     }
     expect(await child.finished).toContain('done');
 
@@ -452,7 +459,7 @@ describe('lancedb vector store across processes', () => {
     const { tenantId } = ids();
     const store = new LanceDbVectorStore(directory, { compactEveryWrites: 10 });
     for (let i = 0; i < 23; i++) await store.upsert(collection, [point(vectorFor(i), { tenantId, chunkIndex: i })]);
-    await store.deleteByIds(collection, [randomUUID()]);
+    await store.deleteByIds(collection, { tenantId }, [randomUUID()]);
     const db = await connect(directory);
     const table = await db.openTable(collectionName(collection));
     // 24 writes, each adding a fragment; compacted after the 10th and 20th.
