@@ -1,3 +1,4 @@
+import type { VectorStore } from '../lib/vector-store';
 import type { JobsDeps } from '../services/jobs';
 import type { LlmDeps } from '../services/llm';
 import type { LlmReviewDeps, ScanDeps } from '../services/scans';
@@ -10,7 +11,7 @@ import { createProjectDeletionActivities } from './project-deletion';
 import { createScanActivities, createScanReviewActivities } from './scans';
 
 /** What activities are bound to: the database, a Temporal client (for reconciliation), the configuration (task queues, vault keyring, LLM settings). */
-export type ActivityDeps = JobsDeps & VaultDeps & LlmDeps & ScanDeps & LlmReviewDeps;
+export type ActivityDeps = JobsDeps & VaultDeps & LlmDeps & ScanDeps & LlmReviewDeps & { vectors: VectorStore };
 
 /** Activities of the `auditflow` queue, bound to the worker's dependencies. */
 export function createActivities(deps: ActivityDeps) {

@@ -6,6 +6,7 @@ import type { BlobStore } from '../lib/blob-store';
 import type { Config } from '../lib/config';
 import type { Logger } from '../lib/logger';
 import type { Mailer } from '../lib/mailer';
+import type { VectorStore } from '../lib/vector-store';
 import type { PgListener } from '../lib/pg-listener';
 import { docsRouter } from './docs';
 import { jsonBody } from './middleware/body';
@@ -38,6 +39,8 @@ export interface AppDeps {
   jobEvents: PgListener;
   /** Uploads (archives to scan) go here; workflows get their keys. */
   blobs: BlobStore;
+  /** Chunk vectors of the knowledge base (search, document deletion). */
+  vectors: VectorStore;
 }
 
 export const API_PREFIX = '/api/v1';

@@ -3,6 +3,7 @@ import { createBlobStore } from '../lib/blob-store';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { createMailer } from '../lib/mailer';
+import { createVectorStore } from '../lib/vector-store';
 import { connectTemporal } from '../lib/temporal';
 import { listenForJobEvents } from '../services/job-event-stream';
 import path from 'node:path';
@@ -16,7 +17,8 @@ async function main(): Promise<void> {
   const temporal = await connectTemporal(config);
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: path.join(config.AUDITFLOW_DATA_DIR, 'mail') });
   const jobEvents = await listenForJobEvents(config, logger);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config) });
+  const vectors = createVectorStore(config);
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config), vectors });
   const server = app.listen(config.API_PORT, config.API_HOST, () => {
     logger.info({ url: `http://localhost:${config.API_PORT}/api/v1`, docs: `http://localhost:${config.API_PORT}/docs` }, 'API listening');
   });
@@ -24,7 +26,7 @@ async function main(): Promise<void> {
     logger.info('API stopping');
     server.close(() => {
       mailer.close();
-      void Promise.allSettled([temporal.connection.close(), sequelize.close(), jobEvents.close()]).then(() => process.exit(0));
+      void Promise.allSettled([temporal.connection.close(), sequelize.close(), jobEvents.close(), vectors.close()]).then(() => process.exit(0));
     });
     server.closeAllConnections();
   };

@@ -29,6 +29,7 @@ import { createApp } from '../api/app';
 import { Scan } from '../db';
 import { analyzeSource } from '../lib/analyzers';
 import { createBlobStore } from '../lib/blob-store';
+import { createVectorStore } from '../lib/vector-store';
 import type { Config } from '../lib/config';
 import { selectFiles } from '../lib/file-selection';
 import { fetchGitRepository } from '../lib/git-fetch';
@@ -265,7 +266,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
     const temporal = await connectTemporal(config);
     const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
     const jobEvents = await listenForJobEvents(config, logger);
-    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config) });
+    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config), vectors: createVectorStore(config) });
     const server = await new Promise<Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));
     });

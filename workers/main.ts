@@ -7,6 +7,7 @@ import { createDatabase } from '../db';
 import { createBlobStore } from '../lib/blob-store';
 import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
+import { createVectorStore } from '../lib/vector-store';
 import { connectTemporal } from '../lib/temporal';
 import { ensureSchedules } from './schedules';
 import { writeWorkflowBundleInChild } from './workflow-bundle';
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   const client = await connectTemporal(config);
   const identity = `${process.pid}@${os.hostname()}`;
   const common = { connection, namespace: config.TEMPORAL_NAMESPACE, identity };
-  const deps = { sequelize, temporal: client, config, blobs: createBlobStore(config) };
+  const deps = { sequelize, temporal: client, config, blobs: createBlobStore(config), vectors: createVectorStore(config) };
 
   const workflowBundle = { codePath: path.join(config.AUDITFLOW_DATA_DIR, `workflow-bundle-${process.pid}.js`) };
   await mkdir(config.AUDITFLOW_DATA_DIR, { recursive: true });
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   await client.connection.close();
   await connection.close();
   await sequelize.close();
+  await deps.vectors.close();
   await rm(workflowBundle.codePath, { force: true });
 }
 

@@ -333,6 +333,49 @@ export class Issue extends Model<InferAttributes<Issue>, InferCreationAttributes
   declare updatedAt: CreationOptional<Date>;
 }
 
+export const documentSourceTypes = ['file', 'url', 'text'] as const;
+export type DocumentSourceType = (typeof documentSourceTypes)[number];
+export const documentStatuses = ['pending', 'stored', 'failed'] as const;
+export type DocumentStatus = (typeof documentStatuses)[number];
+
+/** A document of a project's knowledge base, identified within the project by its source key. */
+export class Document extends Model<InferAttributes<Document>, InferCreationAttributes<Document>> {
+  declare id: string;
+  declare tenantId: string;
+  declare projectId: string;
+  declare sourceKey: string;
+  declare sourceType: DocumentSourceType;
+  declare origin: string;
+  declare title: string;
+  declare format: string;
+  declare bytes: CreationOptional<number>;
+  declare contentSha256: CreationOptional<string | null>;
+  declare status: CreationOptional<DocumentStatus>;
+  declare error: CreationOptional<string | null>;
+  declare chunkCount: CreationOptional<number>;
+  declare tokenCount: CreationOptional<number>;
+  declare embeddingModel: CreationOptional<string | null>;
+  declare embeddingDimensions: CreationOptional<number | null>;
+  declare lastJobId: CreationOptional<string | null>;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
+/** A chunk of a document's text; its id is also its vector's id in the vector store. */
+export class DocumentChunk extends Model<InferAttributes<DocumentChunk>, InferCreationAttributes<DocumentChunk>> {
+  declare id: string;
+  declare tenantId: string;
+  declare projectId: string;
+  declare documentId: string;
+  declare contentSha256: string;
+  declare chunkIndex: number;
+  declare text: string;
+  declare headingPath: string[];
+  declare startOffset: number;
+  declare endOffset: number;
+  declare tokens: number;
+}
+
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
 
@@ -620,6 +663,47 @@ export function initModels(sequelize: Sequelize): void {
     },
     { ...common, tableName: 'scan_files', timestamps: false },
   );
+  Document.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: { type: DataTypes.UUID, allowNull: false },
+      sourceKey: { type: DataTypes.TEXT, allowNull: false },
+      sourceType: { type: DataTypes.TEXT, allowNull: false },
+      origin: { type: DataTypes.TEXT, allowNull: false },
+      title: { type: DataTypes.TEXT, allowNull: false },
+      format: { type: DataTypes.TEXT, allowNull: false },
+      // bigint in Postgres; no document comes near 2^53 bytes.
+      bytes: { type: DataTypes.BIGINT, allowNull: false, defaultValue: 0, get(this: Document) { return Number(this.getDataValue('bytes')); } },
+      contentSha256: DataTypes.TEXT,
+      status: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'pending' },
+      error: DataTypes.TEXT,
+      chunkCount: counter(),
+      tokenCount: counter(),
+      embeddingModel: DataTypes.TEXT,
+      embeddingDimensions: DataTypes.INTEGER,
+      lastJobId: DataTypes.UUID,
+      createdAt: DataTypes.DATE,
+      updatedAt: DataTypes.DATE,
+    },
+    { ...common, tableName: 'documents' },
+  );
+  DocumentChunk.init(
+    {
+      id: { type: DataTypes.UUID, primaryKey: true },
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: { type: DataTypes.UUID, allowNull: false },
+      documentId: { type: DataTypes.UUID, allowNull: false },
+      contentSha256: { type: DataTypes.TEXT, allowNull: false },
+      chunkIndex: { type: DataTypes.INTEGER, allowNull: false },
+      text: { type: DataTypes.TEXT, allowNull: false },
+      headingPath: { type: DataTypes.JSONB, allowNull: false, defaultValue: [] },
+      startOffset: { type: DataTypes.INTEGER, allowNull: false },
+      endOffset: { type: DataTypes.INTEGER, allowNull: false },
+      tokens: { type: DataTypes.INTEGER, allowNull: false },
+    },
+    { ...common, tableName: 'document_chunks', timestamps: false },
+  );
   Issue.init(
     {
       id: { type: DataTypes.UUID, primaryKey: true },
@@ -686,6 +770,9 @@ export function initModels(sequelize: Sequelize): void {
   JobEvent.belongsTo(Job, { foreignKey: 'jobId' });
   Secret.belongsTo(Tenant, { foreignKey: 'tenantId' });
   Scan.belongsTo(Project, { foreignKey: 'projectId' });
+  Document.belongsTo(Project, { foreignKey: 'projectId' });
+  DocumentChunk.belongsTo(Document, { foreignKey: 'documentId' });
+  Document.hasMany(DocumentChunk, { foreignKey: 'documentId', as: 'chunks' });
   Secret.hasMany(SecretVersion, { foreignKey: 'secretId', as: 'versions' });
   SecretVersion.belongsTo(Secret, { foreignKey: 'secretId', as: 'secret' });
 }

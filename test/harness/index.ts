@@ -9,6 +9,7 @@ import { createBlobStore, type BlobStore } from '../../lib/blob-store';
 import { loadConfig, type Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
 import { createMailer } from '../../lib/mailer';
+import { createVectorStore, type VectorStore } from '../../lib/vector-store';
 import type { PgListener } from '../../lib/pg-listener';
 import { connectTemporal } from '../../lib/temporal';
 import { listenForJobEvents } from '../../services/job-event-stream';
@@ -36,6 +37,7 @@ export interface TestApp {
   mailbox: Mailbox;
   jobEvents: PgListener;
   blobs: BlobStore;
+  vectors: VectorStore;
   app: ReturnType<typeof createApp>;
   server: Server;
   openapi: Record<string, unknown>;
@@ -66,7 +68,8 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
   const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
   const jobEvents = await listenForJobEvents(config, logger);
   const blobs = createBlobStore(config);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs });
+  const vectors = createVectorStore(config);
+  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
   // Listening before the first request: supertest would otherwise open and close a server per call.
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -90,6 +93,7 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
     mailbox,
     jobEvents,
     blobs,
+    vectors,
     app,
     server,
     openapi: app.openapi,
@@ -106,6 +110,7 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
       await mailbox.close();
       await temporal.connection.close();
       await sequelize.close();
+      await vectors.close();
     },
   };
 }

@@ -27,7 +27,7 @@ export async function createTestWorker(t: TestApp, options: Partial<WorkerOption
     namespace: t.config.TEMPORAL_NAMESPACE,
     taskQueue,
     workflowBundle,
-    activities: createActivities({ sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs }),
+    activities: createActivities({ sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs, vectors: t.vectors }),
     ...options,
   });
   return { worker, taskQueue, connection };
@@ -45,7 +45,7 @@ export async function createTestLlmWorker(t: TestApp, options: Partial<WorkerOpt
     connection,
     namespace: t.config.TEMPORAL_NAMESPACE,
     taskQueue,
-    activities: createLlmQueueActivities({ sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs }),
+    activities: createLlmQueueActivities({ sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs, vectors: t.vectors }),
     maxConcurrentActivityTaskExecutions: t.config.LLM_WORKER_CONCURRENCY,
     ...options,
   });

@@ -132,7 +132,7 @@ describe('a worker killed mid-scan', () => {
       await w.waitFor(/"msg":"worker started"/, 60_000);
       return w;
     };
-    const deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs };
+    const deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs, vectors: t.vectors };
     const audit = new AuditScope({ type: 'user', id: admin.userId, tenantId: admin.tenantId });
     const scanOf = (projectId: string) =>
       startScan(deps, audit, {

@@ -45,7 +45,7 @@ const RECORDER = 'auditflow-history-recorder';
 interface Recording {
   t: TestApp;
   /** A client over the app's connection that signs its requests as the recorder; the app's configuration and blob store. */
-  deps: LlmJobsDeps & { blobs: TestApp['blobs']; config: TestApp['config'] };
+  deps: LlmJobsDeps & { blobs: TestApp['blobs']; vectors: TestApp['vectors']; config: TestApp['config'] };
   admin: Member;
 }
 
@@ -223,7 +223,7 @@ export async function recordHistories(names: readonly HistoryName[]): Promise<vo
       const llm = await createTestLlmWorker(t, { identity: RECORDER });
       try {
         const temporal = new Client({ connection: t.temporal.connection, namespace: t.config.TEMPORAL_NAMESPACE, identity: RECORDER });
-        const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config, blobs: t.blobs }, admin: await registerTenant(t, 'recorder') };
+        const recording: Recording = { t, deps: { sequelize: t.sequelize, temporal, config: t.config, blobs: t.blobs, vectors: t.vectors }, admin: await registerTenant(t, 'recorder') };
         const handles = await main.worker.runUntil(() =>
           llm.worker.runUntil(async () => {
             const done: [HistoryName, WorkflowHandle][] = [];

@@ -1,0 +1,67 @@
+import type { MigrationFn } from 'umzug';
+import type { QueryInterface } from 'sequelize';
+
+/**
+ * Documents of the knowledge base, their chunks (text for keyword search; vectors live in the
+ * vector store under the chunk's id), and the items an ingestion job works through.
+ */
+export const up: MigrationFn<QueryInterface> = async ({ context: qi }) => {
+  await qi.sequelize.query(`
+    CREATE TABLE documents (
+      id uuid PRIMARY KEY,
+      tenant_id uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+      project_id uuid NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+      -- The document's identity within its project: a path within the upload, a URL, or a title.
+      source_key text NOT NULL,
+      source_type text NOT NULL CHECK (source_type IN ('file', 'url', 'text')),
+      -- The source a sync compares against: the URL list, one archive, loose files, or text.
+      origin text NOT NULL,
+      title text NOT NULL,
+      format text NOT NULL,
+      bytes bigint NOT NULL DEFAULT 0,
+      -- Of the stored version's raw bytes: ingesting the same bytes again is a no-op.
+      content_sha256 text,
+      status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'stored', 'failed')),
+      error text,
+      chunk_count integer NOT NULL DEFAULT 0,
+      token_count integer NOT NULL DEFAULT 0,
+      -- The vector collection holding its chunks' vectors (one per embedding model and dimension).
+      embedding_model text,
+      embedding_dimensions integer,
+      last_job_id uuid REFERENCES jobs(id) ON DELETE SET NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      updated_at timestamptz NOT NULL DEFAULT now(),
+      UNIQUE (project_id, source_key)
+    );
+    CREATE INDEX documents_project_list_idx ON documents (project_id, created_at, id);
+    CREATE INDEX documents_tenant_idx ON documents (tenant_id, embedding_model);
+
+    -- A chunk's id is its vector's id: UUID v5 of (document id, content hash, chunk index).
+    -- A document's live chunks are those of its current content_sha256.
+    CREATE TABLE document_chunks (
+      id uuid PRIMARY KEY,
+      tenant_id uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+      project_id uuid NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+      document_id uuid NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+      content_sha256 text NOT NULL,
+      chunk_index integer NOT NULL,
+      text text NOT NULL,
+      heading_path jsonb NOT NULL DEFAULT '[]',
+      start_offset integer NOT NULL,
+      end_offset integer NOT NULL,
+      tokens integer NOT NULL,
+      -- Headings weigh more than body text in keyword search.
+      search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', heading_path::text), 'A') ||
+        setweight(to_tsvector('english', text), 'B')
+      ) STORED,
+      UNIQUE (document_id, content_sha256, chunk_index)
+    );
+    CREATE INDEX document_chunks_search_idx ON document_chunks USING gin (search_vector);
+    CREATE INDEX document_chunks_tenant_idx ON document_chunks (tenant_id, project_id);
+  `);
+};
+
+export const down: MigrationFn<QueryInterface> = async ({ context: qi }) => {
+  await qi.sequelize.query('DROP TABLE IF EXISTS document_chunks, documents;');
+};
