@@ -16,7 +16,7 @@ import type { StepContext } from '../services/scans/pipeline';
 import { asLlmActivity } from './llm-failures';
 
 /** The context of the running activity: its job, its name (for the vault's access log), heartbeats and cancellation. */
-function stepContext(jobId: string): StepContext {
+export function stepContext(jobId: string): StepContext {
   const { info, cancellationSignal } = Context.current();
   return { jobId, activity: info.activityType, heartbeat: (detail) => Context.current().heartbeat(detail), signal: cancellationSignal };
 }
@@ -42,7 +42,7 @@ async function fetching<T>(step: () => Promise<T>): Promise<T> {
  * that dies stops heartbeating, and the step is retried elsewhere). The answers to heartbeats
  * also carry a cancellation to the step's signal (which stops git).
  */
-async function keepingAlive<T>(step: () => Promise<T>): Promise<T> {
+export async function keepingAlive<T>(step: () => Promise<T>): Promise<T> {
   const context = Context.current();
   const timeoutMs = context.info.heartbeatTimeoutMs ?? 0;
   if (timeoutMs <= 0) return step();

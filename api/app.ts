@@ -17,6 +17,7 @@ import { buildOpenApi } from './openapi';
 import { uploadRouteMatcher, type ApiRouter } from './route';
 import { apiTokensRouter } from './routes/api-tokens';
 import { auditLogsRouter } from './routes/audit-logs';
+import { documentsRouter } from './routes/documents';
 import { authRouter } from './routes/auth';
 import { healthRouter } from './routes/health';
 import { invitationsRouter } from './routes/invitations';
@@ -26,6 +27,7 @@ import { llmRouter } from './routes/llm';
 import { membersRouter } from './routes/members';
 import { projectsRouter } from './routes/projects';
 import { scansRouter } from './routes/scans';
+import { searchRouter } from './routes/search';
 import { secretsRouter } from './routes/secrets';
 import type { AppState } from './state';
 
@@ -55,6 +57,8 @@ export function createApp(deps: AppDeps): Koa<AppState> & { openapi: Record<stri
     membersRouter(deps),
     projectsRouter(deps),
     scansRouter(deps),
+    documentsRouter(deps),
+    searchRouter(deps),
     issuesRouter(deps),
     jobsRouter(deps),
     apiTokensRouter(deps),

@@ -52,11 +52,14 @@ function uploadForm(upload: UploadSpec): JsonSchema {
       type: 'object',
       required: [upload.field, ...(fields.required ?? [])],
       properties: {
-        [upload.field]: { type: 'string', format: 'binary', description: `${upload.description} At most ${upload.maxBytes} bytes.` },
+        [upload.field]:
+          (upload.maxFiles ?? 1) > 1
+            ? { type: 'array', maxItems: upload.maxFiles, items: { type: 'string', format: 'binary' }, description: `${upload.description} At most ${upload.maxBytes} bytes together.` }
+            : { type: 'string', format: 'binary', description: `${upload.description} At most ${upload.maxBytes} bytes.` },
         ...fields.properties,
       },
     },
-    encoding: { [upload.field]: { contentType: upload.mediaTypes.join(', ') } },
+    encoding: { [upload.field]: { contentType: upload.mediaTypes?.join(', ') ?? '*/*' } },
   };
 }
 

@@ -33,6 +33,11 @@ export const problemTypes: Record<string, { title: string; description: string }
     description:
       'The repository to scan was refused before anything connected to it; `code` says why: `credentials-in-url` (tokens belong in the vault, referenced from the project settings), `scheme-not-allowed` (only https, http and file URLs; no `ext::`-style remote helpers or scp-like paths), `host-not-allowed` (not in `SCAN_ALLOWED_HOSTS`), `non-public-address` (the host resolves to a loopback, private, link-local or otherwise non-public address), `unresolvable`, `option-injection` (starts with `-`), `path-outside-roots` (a file URL outside `SCAN_FILE_ROOTS`) or `malformed`.',
   },
+  'unsafe-document-url': {
+    title: 'Unsafe document URL',
+    description:
+      'A document URL to ingest was refused before anything connected to it; `code` says why: `credentials-in-url`, `scheme-not-allowed` (only https and http), `host-not-allowed` (not in `INGEST_ALLOWED_HOSTS`), `non-public-address` (the host resolves to a loopback, private, link-local or otherwise non-public address), `unresolvable` or `malformed`.',
+  },
   'archive-rejected': {
     title: 'Archive rejected',
     description:

@@ -21,19 +21,26 @@ export interface ResponseSpec {
 }
 
 /**
- * A route that takes a file as `multipart/form-data` (besides, or instead of, a JSON body): the
+ * A route that takes files as `multipart/form-data` (besides, or instead of, a JSON body): the
  * body middleware lets such bodies through to it alone (any other route answers 415), and the
- * router streams the file part to a temporary file, removed once the handler returns.
+ * router streams the file parts to temporary files, removed once the handler returns.
  */
 export interface UploadSpec<F extends ZodType = ZodType> {
-  /** The form field carrying the file: exactly one file part, under this name (missing: 400). */
+  /** The form field carrying the files: one file part (up to `maxFiles`), under this name (missing: 400). */
   field: string;
   /** What the file is, for the OpenAPI document. */
   description: string;
-  /** The file's size limit in bytes (a configuration value), counted while it arrives: beyond it, 413. */
+  /** The size limit in bytes of the files together (a configuration value), counted while they arrive: beyond it, 413. */
   maxBytes: number;
-  /** Media types the file part may declare (lower case); others answer 415. */
-  mediaTypes: readonly string[];
+  /** How many file parts the field may carry; 1 when absent. */
+  maxFiles?: number;
+  /** Media types a file part may declare (lower case); others answer 415. Absent: `fileLimit` decides on each part. */
+  mediaTypes?: readonly string[];
+  /**
+   * Decides on each file part from its name and media type, before its bytes are read: throws
+   * (an AppError, e.g. a 415 naming the file) to refuse it, or returns its own size limit in bytes.
+   */
+  fileLimit?: (part: { fileName: string; mediaType: string }) => number;
   /** The form's text fields, validated (and documented) like a body; unknown fields are dropped. */
   fields: F;
 }
@@ -77,9 +84,12 @@ export type AnyRouteSpec = RouteSpec<ZodType | undefined, ZodType | undefined, Z
 type Parsed<T> = T extends ZodType ? z.output<T> : undefined;
 export type Ctx = RouterContext<AppState>;
 
-/** A received upload: the file (on disk while the handler runs) and the form's validated fields. */
+/** A received upload: the files (on disk while the handler runs) and the form's validated fields. */
 export interface Upload<F> {
+  /** The first file: a route that takes one file reads it here. */
   file: UploadedFile;
+  /** Every file, in the order sent. */
+  files: UploadedFile[];
   fields: F;
 }
 
@@ -137,12 +147,17 @@ export class ApiRouter {
 async function withUpload<F extends ZodType>(ctx: Ctx, spec: UploadSpec<F>, use: (upload: Upload<z.output<F>>) => Promise<void> | void): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `auditflow-upload-${ctx.state.requestId}-`));
   try {
-    const form = await receiveMultipart(ctx.req, { fileField: spec.field, maxFileBytes: spec.maxBytes, mediaTypes: spec.mediaTypes }, dir);
+    const form = await receiveMultipart(
+      ctx.req,
+      { fileField: spec.field, maxBytes: spec.maxBytes, maxFiles: spec.maxFiles ?? 1, mediaTypes: spec.mediaTypes, fileLimit: spec.fileLimit },
+      dir,
+    );
     const fields = parse(spec.fields, form.fields, 'body') as z.output<F>;
-    if (!form.file) {
+    const [file] = form.files;
+    if (!file) {
       throw new ValidationError('Invalid request body.', [{ path: `body.${spec.field}`, message: `is required: attach the file as a multipart part named "${spec.field}"` }]);
     }
-    await use({ file: form.file, fields });
+    await use({ file, files: form.files, fields });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

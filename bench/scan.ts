@@ -14,7 +14,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,8 +22,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import type { Client } from '@temporalio/client';
-import { tsToMs } from '@temporalio/common/lib/time';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import { createApp } from '../api/app';
 import { Scan } from '../db';
@@ -41,8 +39,11 @@ import { listenForJobEvents } from '../services/job-event-stream';
 import { codeContextOf, upsertIssues, type IssueInput } from '../services/scans/pipeline';
 import { runEntry } from '../test/harness/processes';
 import { withBenchDatabase } from './harness';
+import { apiAt, jobEnd, type JobView } from './harness/api';
 import { buildNodeModulesCorpus, type Corpus } from './harness/corpus';
 import { withBenchTemporal } from './harness/temporal';
+import { workflowTimeline } from './harness/timeline';
+import { procStatus, resetPeakRss, stopWorker } from './harness/worker-process';
 
 const execFileAsync = promisify(execFile);
 const quick = process.argv.includes('--quick');
@@ -58,37 +59,6 @@ const perSecond = (count: number, ms: number) => `${((count / ms) * 1000).toFixe
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 const thousands = (n: number) => n.toLocaleString('en-US');
 
-// ---------------------------------------------------------------------------------------------
-// The API, over HTTP
-
-interface Api {
-  call<T>(method: string, route: string, body?: unknown): Promise<T>;
-  token?: string;
-}
-
-function apiAt(base: string): Api {
-  const api: Api = {
-    async call<T>(method: string, route: string, body?: unknown): Promise<T> {
-      const res = await fetch(`${base}/api/v1${route}`, {
-        method,
-        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(api.token ? { authorization: `Bearer ${api.token}` } : {}) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${method} ${route} answered ${res.status}: ${text}`);
-      return JSON.parse(text) as T;
-    },
-  };
-  return api;
-}
-
-interface JobView {
-  id: string;
-  status: string;
-  workflowId: string;
-  error: { message: string } | null;
-}
-
 interface ScanView {
   id: string;
   status: string;
@@ -100,86 +70,12 @@ interface ScanView {
   durationMs: number | null;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The worker's memory (Linux)
-
-function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
-  try {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
 function readIfThere(file: string): string | null {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
     return null;
   }
-}
-
-/** Resets the process's peak RSS (VmHWM) to its current RSS; false where the kernel does not allow it. */
-function resetPeakRss(pid: number): boolean {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Where the workflow's time went, from its history (every run, continue-as-new included)
-
-interface StepStats {
-  count: number;
-  /** Started → completed, summed. */
-  runMs: number;
-  /** Scheduled → started, summed: waiting for a worker slot (or a worker). */
-  queueMs: number;
-  /** First scheduled, last completed. */
-  from: number;
-  to: number;
-}
-
-
-async function workflowTimeline(client: Client, workflowId: string): Promise<{ runs: number; steps: Map<string, StepStats>; from: number; to: number }> {
-  const histories = [];
-  for (let runId: string | undefined; ; ) {
-    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    histories.unshift(history);
-    runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId ?? undefined;
-    if (!runId) break;
-  }
-  const steps = new Map<string, StepStats>();
-  const scheduled = new Map<string, { name: string; at: number }>();
-  const started = new Map<string, number>();
-  let from = Infinity;
-  let to = 0;
-  const add = (name: string, fields: { runMs?: number; queueMs?: number; from: number; to: number }) => {
-    const s = steps.get(name) ?? { count: 0, runMs: 0, queueMs: 0, from: Infinity, to: 0 };
-    steps.set(name, { count: s.count + 1, runMs: s.runMs + (fields.runMs ?? 0), queueMs: s.queueMs + (fields.queueMs ?? 0), from: Math.min(s.from, fields.from), to: Math.max(s.to, fields.to) });
-  };
-  for (const history of histories) {
-    for (const e of history.events ?? []) {
-      const at = tsToMs(e.eventTime);
-      const id = String(e.eventId);
-      from = Math.min(from, at);
-      to = Math.max(to, at);
-      if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { name: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
-      if (e.workflowTaskScheduledEventAttributes) scheduled.set(id, { name: 'workflow task', at });
-      if (e.activityTaskStartedEventAttributes || e.workflowTaskStartedEventAttributes) started.set(id, at);
-      const done = e.activityTaskCompletedEventAttributes ?? e.workflowTaskCompletedEventAttributes;
-      if (done) {
-        const s = scheduled.get(String(done.scheduledEventId));
-        const begun = started.get(String(done.startedEventId)) ?? at;
-        if (s) add(s.name, { runMs: at - begun, queueMs: begun - s.at, from: s.at, to: at });
-      }
-    }
-  }
-  return { runs: histories.length, steps, from, to };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,11 +200,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
         }
       }, 100);
       const started = performance.now();
-      let job = await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } });
-      while (job.status === 'queued' || job.status === 'running') {
-        await new Promise((r) => setTimeout(r, 100));
-        job = await api.call<JobView>('GET', `/jobs/${job.id}`);
-      }
+      const job = await jobEnd(api, await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } }));
       const endToEndMs = performance.now() - started;
       clearInterval(sampler);
       const scanPeak = peakReset ? procStatus(pid, 'VmHWM') : null;
@@ -388,11 +280,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
       );
       if (!sameIssues || baseline.files !== scan.filesAnalyzed) throw new Error('the scan and the baseline disagree: see above');
     } finally {
-      // Drained like a deployment stops it; killed if it does not stop within 30 s.
-      worker.child.kill('SIGTERM');
-      const killer = setTimeout(() => worker.child.kill('SIGKILL'), 30_000);
-      await worker.exited;
-      clearTimeout(killer);
+      await stopWorker(worker);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       mailer.close();
       await jobEvents.close();

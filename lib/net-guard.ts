@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import ipaddr from 'ipaddr.js';
 
 /**
- * Checks a repository URL before anything connects to it (issue 6, criterion 2 "Safe fetch").
+ * Checks a repository URL before anything connects to it (issue 6, criterion 2 "Safe fetch"),
+ * and, with the same rules, a document URL (issue 7; `SourcePolicy.names` words its refusals).
  *
  * Only `https`, `http` and `file` are accepted. A remote host must be named by the allowlist
  * and is resolved exactly once here: the caller pins the returned address for the connection
@@ -56,16 +57,35 @@ export interface SourcePolicy {
   allowedHosts: string[];
   /** Directories under which `file:` repositories may live (`SCAN_FILE_ROOTS`). */
   fileRoots: string[];
+  /** How refusals name what was checked; a repository's by default. */
+  names?: SourceNames;
 }
+
+/** What refusals call the URL and the allowlist, so each caller's users read their own setting's name. */
+export interface SourceNames {
+  /** What the URL locates, e.g. "repository URL". */
+  url: string;
+  /** The setting `allowedHosts` comes from, e.g. "SCAN_ALLOWED_HOSTS". */
+  allowlist: string;
+  /** Where credentials belong instead of the URL. */
+  credentials: string;
+}
+
+const repositoryNames: SourceNames = {
+  url: 'repository URL',
+  allowlist: 'SCAN_ALLOWED_HOSTS',
+  credentials: 'store the token in the vault and reference it from the project instead',
+};
 
 const ALLOWED_SCHEMES = new Set(['https:', 'http:', 'file:']);
 
 export async function checkRemoteUrl(raw: string, policy: SourcePolicy): Promise<CheckedSource> {
-  const url = parseSourceUrl(raw);
+  const names = policy.names ?? repositoryNames;
+  const url = parseSourceUrl(raw, names);
   if (url.protocol === 'file:') return { kind: 'file', path: await checkFilePath(url, policy.fileRoots) };
 
   if (url.username !== '' || url.password !== '') {
-    throw new UnsafeSourceError('credentials-in-url', 'The repository URL carries credentials: store the token in the vault and reference it from the project instead.');
+    throw new UnsafeSourceError('credentials-in-url', `The ${names.url} carries credentials: ${names.credentials}.`);
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
@@ -77,9 +97,9 @@ export async function checkRemoteUrl(raw: string, policy: SourcePolicy): Promise
     const address = canonicalIp(host);
     if (allowed.has(address)) return { kind: 'remote', url, host, port, address };
     if (!isPublicAddress(address)) throw nonPublic(host, address);
-    throw notAllowed(host);
+    throw notAllowed(host, names);
   }
-  if (!allowed.has(host)) throw notAllowed(host);
+  if (!allowed.has(host)) throw notAllowed(host, names);
 
   let resolved: { address: string }[];
   try {
@@ -117,9 +137,9 @@ export function isPublicAddress(ip: string): boolean {
 }
 
 /** Refuses everything that is not a plain http(s) or file URL before the WHATWG parser sees it. */
-function parseSourceUrl(raw: string): URL {
+function parseSourceUrl(raw: string, names: SourceNames): URL {
   if (raw.startsWith('-')) {
-    throw new UnsafeSourceError('option-injection', 'The repository URL starts with "-": it would be read as a git option.');
+    throw new UnsafeSourceError('option-injection', `The ${names.url} starts with "-": it would be read as a git option.`);
   }
   if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(raw)) {
     // git's "<transport>::<address>" remote-helper syntax (ext::, fd::, …) runs arbitrary commands.
@@ -127,7 +147,7 @@ function parseSourceUrl(raw: string): URL {
   }
   // eslint-disable-next-line no-control-regex -- the point is to find control characters
   if (/[\u0000-\u001f\u007f\s]/.test(raw)) {
-    throw new UnsafeSourceError('malformed', 'The repository URL contains whitespace or control characters.');
+    throw new UnsafeSourceError('malformed', `The ${names.url} contains whitespace or control characters.`);
   }
   if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(raw)) {
     // scp-like "host:path" (ssh) and bare local paths.
@@ -137,7 +157,7 @@ function parseSourceUrl(raw: string): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new UnsafeSourceError('malformed', 'The repository URL is not a valid URL.');
+    throw new UnsafeSourceError('malformed', `The ${names.url} is not a valid URL.`);
   }
   if (!ALLOWED_SCHEMES.has(url.protocol)) {
     throw new UnsafeSourceError('scheme-not-allowed', `The scheme ${url.protocol.slice(0, -1)} is not allowed: use https (or http, file).`);
@@ -199,8 +219,8 @@ function canonicalIp(ip: string): string {
   return ipaddr.parse(ip.replace(/^\[(.*)\]$/, '$1')).toString();
 }
 
-function notAllowed(host: string): UnsafeSourceError {
-  return new UnsafeSourceError('host-not-allowed', `The host ${host} is not in the allowlist (SCAN_ALLOWED_HOSTS).`);
+function notAllowed(host: string, names: SourceNames): UnsafeSourceError {
+  return new UnsafeSourceError('host-not-allowed', `The host ${host} is not in the allowlist (${names.allowlist}).`);
 }
 
 function nonPublic(host: string, address: string): UnsafeSourceError {

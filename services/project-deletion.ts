@@ -1,9 +1,11 @@
 import { Op, type Transaction } from 'sequelize';
-import { Issue, Job, Project, Scan, terminalJobStatuses } from '../db';
+import { Document, Issue, Job, Project, Scan, terminalJobStatuses } from '../db';
 import type { BlobStore } from '../lib/blob-store';
+import type { VectorStore } from '../lib/vector-store';
 import { ConflictError, NotFoundError } from '../lib/errors';
 import type { DeleteProjectParams, ProjectDataKind } from '../workflows/definitions';
 import type { AuditScope } from './audit';
+import { removeDocuments } from './documents/removal';
 import { startJob, type Idempotency, type JobsDeps } from './jobs';
 
 /**
@@ -64,8 +66,8 @@ const finishedJobsOf = async (projectId: string, deletionJobId: string, transact
 type BatchDeleter = (projectId: string, deletionJobId: string, batchSize: number, transaction: Transaction) => Promise<number>;
 type Counter = (projectId: string, deletionJobId: string) => Promise<number>;
 
-/** What deleting a project's data needs: its rows, and the blob store holding its uploads. */
-export type ProjectDeletionDeps = Pick<JobsDeps, 'sequelize'> & { blobs: BlobStore };
+/** What deleting a project's data needs: its rows, the blob store holding its uploads, the vector store holding its documents' vectors. */
+export type ProjectDeletionDeps = Pick<JobsDeps, 'sequelize'> & { blobs: BlobStore; vectors: VectorStore };
 
 /** Every blob of a project lives under this prefix (uploads to scan, reports). */
 export const projectBlobPrefix = (projectId: string) => `projects/${projectId}/`;
@@ -102,6 +104,21 @@ const projectData = (deps: ProjectDeletionDeps): Record<ProjectDataKind, { remai
   blobs: {
     remaining: (projectId) => deps.blobs.countPrefix(projectBlobPrefix(projectId)),
     deleteBatch: (projectId, _deletionJobId, batchSize) => deps.blobs.deletePrefix(projectBlobPrefix(projectId), batchSize),
+  },
+  // Each document's vectors, then its row (its chunks by cascade), outside the transaction as blobs are:
+  // a cancelled batch leaves no document without its vectors. The last batch also clears any vector
+  // of the project a crashed ingestion left in a collection no document names.
+  documents: {
+    remaining: (projectId) => Document.count({ where: { projectId } }),
+    async deleteBatch(projectId, _deletionJobId, batchSize, transaction) {
+      const batch = await Document.findAll({ attributes: ['id', 'tenantId'], where: { projectId }, order: [['createdAt', 'ASC'], ['id', 'ASC']], limit: batchSize, transaction });
+      const tenantId = batch[0]?.tenantId;
+      const deleted = tenantId === undefined ? 0 : await removeDocuments(deps, tenantId, batch.map((d) => d.id));
+      if (tenantId !== undefined && (await Document.count({ where: { projectId } })) === 0) {
+        for (const collection of await deps.vectors.listCollections()) await deps.vectors.deleteByProject(collection, { tenantId, projectId });
+      }
+      return deleted;
+    },
   },
 });
 

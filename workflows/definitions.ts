@@ -28,7 +28,7 @@ export interface AuditRetentionResult {
 export const auditRetentionScheduleId = (taskQueue: string) => `${taskQueue}-audit-retention`;
 
 /** Every kind of job; the workflow type of a job is its kind. */
-export const jobKinds = ['deleteProject', 'checkProjectCredentials', 'checkLlmProviders', 'scanRepository'] as const;
+export const jobKinds = ['deleteProject', 'checkProjectCredentials', 'checkLlmProviders', 'scanRepository', 'reindexDocuments', 'ingestDocuments'] as const;
 export type JobKind = (typeof jobKinds)[number];
 
 /** One job = one workflow id: `<kind>-<jobId>`. */
@@ -76,7 +76,7 @@ export interface CredentialCheckResult {
 }
 
 /** The kinds of a project's data deletion removes, in order; later features add theirs here. */
-export const projectDataKinds = ['jobs', 'issues', 'scans', 'blobs'] as const;
+export const projectDataKinds = ['jobs', 'issues', 'scans', 'blobs', 'documents'] as const;
 export type ProjectDataKind = (typeof projectDataKinds)[number];
 
 /** The periodic sweep that reconciles job rows with their workflows, one per deployment. */
@@ -156,4 +156,100 @@ export interface ScanProgress extends JobProgress {
   filesTotal: number;
   filesAnalyzed: number;
   issuesFound: number;
+}
+
+/** A tenant's embedding model, as settings name it and as a vector collection is keyed. */
+export interface EmbeddingTarget {
+  provider: string;
+  model: string;
+}
+
+/**
+ * Where a reindex resumes: after this document, in (project, document) order; null: from the
+ * start of a pass. A pass that moved anything is followed by another, for documents an
+ * ingestion stored with the old model (or changed) behind the cursor.
+ */
+export interface ReindexCursor {
+  projectId: string;
+  documentId: string;
+}
+
+export interface ReindexCounters {
+  /** Stored documents (and their live chunks) outside the new model's collection when the job resolved it. */
+  documentsTotal: number;
+  chunksTotal: number;
+  documentsReindexed: number;
+  chunksReindexed: number;
+  /** Batches done, over every pass and run. */
+  batches: number;
+}
+
+/**
+ * Moving a tenant's document vectors to its new embedding model: every stored document outside
+ * the new model's collection has its chunks embedded again, in batches of whole documents.
+ */
+export interface ReindexParams extends LlmJobParams {
+  /** The embedding model the settings named when the job started: a later change supersedes this job. */
+  target: EmbeddingTarget;
+  /** Chunks per batch (a document is never split: a larger one makes a batch of its own). */
+  batchSize: number;
+  /** Batches one workflow run does before continuing as new. */
+  batchesPerRun: number;
+  /** As a scan's: how long a batch may go without a heartbeat before it is retried elsewhere; 60 when absent. */
+  heartbeatTimeoutSeconds?: number;
+  /** Carried across continue-as-new. */
+  resume?: { collection: { model: string; dimensions: number }; cursor: ReindexCursor | null; movedThisPass: number; counters: ReindexCounters };
+}
+
+/** The live state of a reindex, answered by its `progress` query. */
+export interface ReindexProgress extends JobProgress {
+  stage: 'starting' | 'resolving' | 'reindexing' | 'completed' | 'superseded';
+  documentsTotal: number;
+  documentsReindexed: number;
+  chunksReindexed: number;
+}
+
+/** The stages of an ingestion, in order; each runs over every batch before the next begins. */
+export const ingestStages = ['fetching', 'parsing', 'chunking', 'embedding', 'storing'] as const;
+export type IngestStage = (typeof ingestStages)[number];
+
+export interface IngestCounters {
+  documentsTotal: number;
+  documentsStored: number;
+  /** Same content as the stored version: nothing to do. */
+  documentsUnchanged: number;
+  documentsFailed: number;
+  /** Documents of the request's origins a sync removed. */
+  documentsRemoved: number;
+  chunksCreated: number;
+  embeddingsGenerated: number;
+}
+
+/** A document ingestion's job: how it divides the work. The documents themselves are rows of `ingestion_items`. */
+export interface IngestParams extends LlmJobParams {
+  /** `add`: store what the request names; `sync`: also remove the documents of its origins it no longer names. */
+  mode: 'add' | 'sync';
+  /** Where the job's uploads and fetched documents live in the blob store (under the project's prefix); deleted when it completes. */
+  blobPrefix: string;
+  /** Documents per batch. */
+  batchSize: number;
+  /** Batch activities running at once. */
+  parallelism: number;
+  /** Batch steps one workflow run does before continuing as new (keeps each run's history bounded). */
+  batchesPerRun: number;
+  /** As a scan's: how long a batch step may go without a heartbeat before it is retried elsewhere; 60 when absent. */
+  heartbeatTimeoutSeconds?: number;
+  /** Carried across continue-as-new: where the next run resumes, and what earlier runs counted. */
+  resume?: { batches: number; stage: IngestStage; nextBatch: number; counters: IngestCounters };
+}
+
+/** What one batch step did, added to the job's counters. */
+export type IngestBatchCounts = Partial<Omit<IngestCounters, 'documentsTotal' | 'documentsRemoved'>>;
+
+/** The live state of an ingestion, answered by its `progress` query. */
+export interface IngestProgress extends JobProgress {
+  stage: 'starting' | IngestStage | 'removing' | 'completed';
+  /** Batches of the plan, and how far the current stage has got. */
+  batches: number;
+  batchesDone: number;
 }

@@ -1,6 +1,6 @@
 import { ApplicationFailure, continueAsNew, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { progressQuery, projectDataKinds, type DeleteProjectParams, type JobInput, type JobProgress } from './definitions';
+import { progressQuery, projectDataKinds, type DeleteProjectParams, type JobInput, type JobProgress, type ProjectDataKind } from './definitions';
 import { finishAfterFailure } from './failures';
 
 const { markJobRunning, reportJobProgress, finishJob, countProjectData, deleteProjectRecord, restoreProject } = proxyActivities<Activities>({
@@ -17,6 +17,16 @@ const { deleteProjectDataBatch } = proxyActivities<Activities>({
 const DEFAULT_BATCH_SIZE = 500;
 
 /**
+ * The kinds this run deletes. Histories were recorded before some kinds existed (jobs alone; then
+ * up to blobs, before documents): replaying those must not expect the kinds added since.
+ */
+function kindsToDelete(): readonly ProjectDataKind[] {
+  if (!patched('delete-scan-data')) return projectDataKinds.slice(0, 1);
+  if (!patched('delete-documents')) return projectDataKinds.filter((kind) => kind !== 'documents');
+  return projectDataKinds;
+}
+
+/**
  * Deletes a project: its data kind by kind, in batches, then the project row. Cancelled, it puts
  * the project back in view with whatever is left; a long deletion continues as new to keep its
  * history short.
@@ -30,8 +40,7 @@ export async function deleteProject(input: JobInput<DeleteProjectParams>): Promi
 
   try {
     await markJobRunning(jobId);
-    // Issues, scans and blobs were added after histories with jobs alone were recorded: replaying those must not expect them.
-    const kinds = patched('delete-scan-data') ? projectDataKinds : projectDataKinds.slice(0, 1);
+    const kinds = kindsToDelete();
     for (const kind of kinds) {
       progress.stage = `deleting ${kind}`;
       const deletedBefore = progress.counters[kind] ?? 0;

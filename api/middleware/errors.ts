@@ -6,6 +6,7 @@ import { problemTypes } from '../problems';
 import { LlmProviderError } from '../../lib/llm';
 import { UnsafeSourceError } from '../../lib/net-guard';
 import { ArchiveRejectedError } from '../../lib/zip-extract';
+import { UnsafeDocumentUrlError } from '../../services/documents/fetch';
 
 /** Archive rejections about size, not shape: the client can send a smaller archive (or the operator raise a limit). */
 const archiveTooLarge = new Set(['too-many-entries', 'too-large']);
@@ -26,6 +27,7 @@ function toProblem(err: unknown): AppError {
       retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) },
     );
   }
+  if (err instanceof UnsafeDocumentUrlError) return new AppError(422, 'unsafe-document-url', err.message, { code: err.code });
   if (err instanceof UnsafeSourceError) return new AppError(422, 'unsafe-repository-url', err.message, { code: err.code });
   if (err instanceof ArchiveRejectedError) {
     const extra = { code: err.code, ...(err.entry === undefined ? {} : { entry: err.entry }) };

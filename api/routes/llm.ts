@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { providerCapabilities, providerNames } from '../../lib/llm';
+import { updateLlmSettingsAndReindex } from '../../services/documents/reindex';
 import { startLlmCheck } from '../../services/llm-checks';
 import {
   aggregateUsage,
@@ -8,14 +9,13 @@ import {
   probeProviders,
   spentThisMonth,
   storedLlmSettings,
-  updateLlmSettings,
   usageDimensions,
   type EffectiveLlmSettings,
   type ProviderStatus,
   type ProviderTarget,
 } from '../../services/llm';
 import type { AppDeps } from '../app';
-import { acceptedJob, idempotencyOf, jobSchema, requesterOf } from '../jobs-view';
+import { acceptedJob, idempotencyOf, jobSchema, jobView, requesterOf } from '../jobs-view';
 import { ApiRouter } from '../route';
 import { timestamp } from '../schemas';
 
@@ -57,6 +57,13 @@ const settingsView = z.object({
   embedding: provider,
   fallback: provider.nullable(),
   budget,
+});
+const updatedSettingsView = settingsView.extend({
+  reindexJob: jobSchema
+    .optional()
+    .describe(
+      "Present when the change moved the embedding model while stored documents have vectors of another: the job (`reindexDocuments`, poll GET /jobs/{id}) that re-embeds them into the new model's collection. Until it completes, vector search misses the documents it has not moved yet.",
+    ),
 });
 const providersView = z.object({
   chat: probedProvider,
@@ -180,15 +187,16 @@ export function llmRouter(deps: AppDeps): ApiRouter {
         method: 'put',
         path: '/llm/settings',
         operationId: 'updateLlmSettings',
-        summary: "Replace the tenant's LLM settings (providers, models, API keys as vault references, fallback, monthly budget); audited",
+        summary:
+          "Replace the tenant's LLM settings (providers, models, API keys as vault references, fallback, monthly budget); audited. A new embedding model starts a reindex of the stored documents",
         tag,
         access: 'llm:manage',
         body: llmSettingsSchema,
-        responses: { 200: { description: 'The settings now in effect', schema: settingsView } },
+        responses: { 200: { description: 'The settings now in effect, and the reindex job when one started', schema: updatedSettingsView } },
       },
       async (ctx, { body, auth }) => {
-        await updateLlmSettings(deps, ctx.state.audit, auth.tenantId, body, requesterOf(ctx));
-        ctx.body = await settingsOf(deps, auth.tenantId);
+        const reindexJob = await updateLlmSettingsAndReindex(deps, ctx.state.audit, auth.tenantId, body, requesterOf(ctx));
+        ctx.body = { ...(await settingsOf(deps, auth.tenantId)), ...(reindexJob ? { reindexJob: jobView(reindexJob) } : {}) };
       },
     )
     .add(

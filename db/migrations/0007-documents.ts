@@ -60,8 +60,58 @@ export const up: MigrationFn<QueryInterface> = async ({ context: qi }) => {
     CREATE INDEX document_chunks_search_idx ON document_chunks USING gin (search_vector);
     CREATE INDEX document_chunks_tenant_idx ON document_chunks (tenant_id, project_id);
   `);
+  await qi.sequelize.query(`
+    -- What an ingestion job works through, one row per document (and per uploaded archive, which
+    -- planning expands into its entries). Workflows carry only the job id and batch numbers.
+    CREATE TABLE ingestion_items (
+      job_id uuid NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+      seq integer NOT NULL,
+      -- Assigned by planning; null for archives and for documents a sync removed.
+      batch integer,
+      tenant_id uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+      project_id uuid NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+      source_key text NOT NULL,
+      source_type text NOT NULL CHECK (source_type IN ('file', 'url', 'text', 'archive')),
+      origin text NOT NULL,
+      -- How people and format detection know it: the file name or entry path, the URL, the title.
+      name text NOT NULL,
+      title text,
+      media_type text,
+      url text,
+      blob_key text,
+      -- The seq of the archive an entry came from; null for what the request itself named.
+      expanded_from integer,
+      bytes bigint,
+      content_sha256 text,
+      format text,
+      state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'fetched', 'parsed', 'chunked', 'embedded', 'stored', 'unchanged', 'failed', 'removed', 'expanded')),
+      error text,
+      document_id uuid REFERENCES documents(id) ON DELETE SET NULL,
+      -- The version this one replaces, removed once this one is stored (its chunks and vectors).
+      replaced_sha256 text,
+      replaced_model text,
+      replaced_dimensions integer,
+      -- Staged between parsing and chunking, cleared once chunked.
+      parsed_text text,
+      chunk_count integer NOT NULL DEFAULT 0,
+      token_count integer NOT NULL DEFAULT 0,
+      embedding_model text,
+      embedding_dimensions integer,
+      PRIMARY KEY (job_id, seq)
+    );
+    CREATE INDEX ingestion_items_batch_idx ON ingestion_items (job_id, batch);
+
+    -- Vectors between the embedding and the storing stage (float4 bytes), keyed by chunk id.
+    CREATE TABLE ingestion_vectors (
+      chunk_id uuid PRIMARY KEY REFERENCES document_chunks(id) ON DELETE CASCADE,
+      job_id uuid NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+      vector bytea NOT NULL
+    );
+    CREATE INDEX ingestion_vectors_job_idx ON ingestion_vectors (job_id);
+  `);
 };
 
 export const down: MigrationFn<QueryInterface> = async ({ context: qi }) => {
-  await qi.sequelize.query('DROP TABLE IF EXISTS document_chunks, documents;');
+  await qi.sequelize.query('DROP TABLE IF EXISTS ingestion_vectors, ingestion_items, document_chunks, documents;');
 };

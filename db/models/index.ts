@@ -376,6 +376,41 @@ export class DocumentChunk extends Model<InferAttributes<DocumentChunk>, InferCr
   declare tokens: number;
 }
 
+export const ingestionItemStates = ['pending', 'fetched', 'parsed', 'chunked', 'embedded', 'stored', 'unchanged', 'failed', 'removed', 'expanded'] as const;
+export type IngestionItemState = (typeof ingestionItemStates)[number];
+
+/** One document an ingestion job works through (or an uploaded archive, expanded into its entries). */
+export class IngestionItem extends Model<InferAttributes<IngestionItem>, InferCreationAttributes<IngestionItem>> {
+  declare jobId: string;
+  declare seq: number;
+  declare batch: CreationOptional<number | null>;
+  declare tenantId: string;
+  declare projectId: string;
+  declare sourceKey: string;
+  declare sourceType: DocumentSourceType | 'archive';
+  declare origin: string;
+  declare name: string;
+  declare title: CreationOptional<string | null>;
+  declare mediaType: CreationOptional<string | null>;
+  declare url: CreationOptional<string | null>;
+  declare blobKey: CreationOptional<string | null>;
+  declare expandedFrom: CreationOptional<number | null>;
+  declare bytes: CreationOptional<number | null>;
+  declare contentSha256: CreationOptional<string | null>;
+  declare format: CreationOptional<string | null>;
+  declare state: CreationOptional<IngestionItemState>;
+  declare error: CreationOptional<string | null>;
+  declare documentId: CreationOptional<string | null>;
+  declare replacedSha256: CreationOptional<string | null>;
+  declare replacedModel: CreationOptional<string | null>;
+  declare replacedDimensions: CreationOptional<number | null>;
+  declare parsedText: CreationOptional<string | null>;
+  declare chunkCount: CreationOptional<number>;
+  declare tokenCount: CreationOptional<number>;
+  declare embeddingModel: CreationOptional<string | null>;
+  declare embeddingDimensions: CreationOptional<number | null>;
+}
+
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 export type ActorType = 'user' | 'api_token' | 'anonymous' | 'system';
 
@@ -703,6 +738,40 @@ export function initModels(sequelize: Sequelize): void {
       tokens: { type: DataTypes.INTEGER, allowNull: false },
     },
     { ...common, tableName: 'document_chunks', timestamps: false },
+  );
+  IngestionItem.init(
+    {
+      jobId: { type: DataTypes.UUID, primaryKey: true },
+      seq: { type: DataTypes.INTEGER, primaryKey: true },
+      batch: DataTypes.INTEGER,
+      tenantId: { type: DataTypes.UUID, allowNull: false },
+      projectId: { type: DataTypes.UUID, allowNull: false },
+      sourceKey: { type: DataTypes.TEXT, allowNull: false },
+      sourceType: { type: DataTypes.TEXT, allowNull: false },
+      origin: { type: DataTypes.TEXT, allowNull: false },
+      name: { type: DataTypes.TEXT, allowNull: false },
+      title: DataTypes.TEXT,
+      mediaType: DataTypes.TEXT,
+      url: DataTypes.TEXT,
+      blobKey: DataTypes.TEXT,
+      expandedFrom: DataTypes.INTEGER,
+      // bigint in Postgres, read as the number it is (documents are far below 2^53 bytes).
+      bytes: { type: DataTypes.BIGINT, get(this: IngestionItem) { const v = this.getDataValue('bytes'); return v === null || v === undefined ? null : Number(v); } },
+      contentSha256: DataTypes.TEXT,
+      format: DataTypes.TEXT,
+      state: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'pending' },
+      error: DataTypes.TEXT,
+      documentId: DataTypes.UUID,
+      replacedSha256: DataTypes.TEXT,
+      replacedModel: DataTypes.TEXT,
+      replacedDimensions: DataTypes.INTEGER,
+      parsedText: DataTypes.TEXT,
+      chunkCount: counter(),
+      tokenCount: counter(),
+      embeddingModel: DataTypes.TEXT,
+      embeddingDimensions: DataTypes.INTEGER,
+    },
+    { ...common, tableName: 'ingestion_items', timestamps: false },
   );
   Issue.init(
     {

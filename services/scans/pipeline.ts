@@ -49,6 +49,8 @@ export interface ScanPlan {
   batches: number;
 }
 
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
@@ -148,7 +150,7 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   const project = await Project.findByPk(scan.projectId, { attributes: ['settings'], rejectOnEmpty: true });
   const settings = scanSettingsOf(project.settings);
   const selection = await selectFiles(tree.root, { maxFileBytes: deps.config.SCAN_MAX_FILE_BYTES, maxFiles: deps.config.SCAN_MAX_FILES, ignorePatterns: settings.ignore });
-  context.heartbeat?.({ stage: 'hashing', files: selection.files.length });
+  context.heartbeat?.({ stage: 'selected', files: selection.files.length });
 
   const analysisDigest = analysisDigestOf(settings);
   const base = scan.mode === 'incremental' ? await baseScanOf(scan, analysisDigest) : null;
@@ -158,8 +160,10 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   }
   const rows: Array<{ scanId: string; seq: number; path: string; language: string; bytes: number; contentHash: string; state: 'pending' | 'carried'; batch: number | null }> = [];
   let pending = 0;
-  // A file that cannot be read (the selection keeps it) is hashed as '': its batch reports it as a warning.
-  const hashes = await hashFiles(tree.root, selection.files.map((f) => f.path), context);
+  // Hashes are needed now only to compare with a base scan. Without one, every file is analyzed
+  // and its batch records the hash of the bytes it reads anyway (a second read of the whole
+  // tree here cost as much as a tenth of a large scan). A file that cannot be read is hashed as ''.
+  const hashes = base ? await hashFiles(tree.root, selection.files.map((f) => f.path), context) : [];
   for (const [seq, file] of selection.files.entries()) {
     const contentHash = hashes[seq] ?? '';
     const carried = baseHashes.get(file.path) === contentHash;
@@ -331,10 +335,14 @@ async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: numb
   const settings = scanSettingsOf(project.settings);
 
   const issues: IssueInput[] = [];
-  const outcomes: Array<{ seq: number; state: 'analyzed' | 'failed'; findings: number; warning: string | null }> = [];
+  // contentHash: of the bytes analyzed, null when they could not be read (the recorded hash stays).
+  const outcomes: Array<{ seq: number; state: 'analyzed' | 'failed'; findings: number; warning: string | null; contentHash: string | null }> = [];
   for (const [i, file] of files.entries()) {
+    let contentHash: string | null = null;
     try {
-      const text = await readFile(insideTree(tree.root, file.path), 'utf8');
+      const bytes = await readFile(insideTree(tree.root, file.path));
+      contentHash = sha256(bytes);
+      const text = bytes.toString('utf8');
       const findings = analyzeSource(
         { path: file.path, language: file.language as Language, text },
         { allowInlineSuppression: settings.allowInlineSuppression, disabledRules: settings.disabledRules },
@@ -343,11 +351,11 @@ async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: numb
       const kept = findings.slice(0, MAX_FINDINGS_PER_FILE);
       issues.push(...kept.map((finding) => ({ finding, source: 'rule' as const, codeContext: codeContextOf(text, finding) })));
       const warning = findings.length > kept.length ? `${findings.length} findings; only the first ${kept.length} are recorded as issues.` : null;
-      outcomes.push({ seq: file.seq, state: 'analyzed', findings: findings.length, warning });
+      outcomes.push({ seq: file.seq, state: 'analyzed', findings: findings.length, warning, contentHash });
     } catch (err) {
       // The message names the file by its path in the tree, not by where this worker keeps trees.
       const message = (err as Error).message.split(`${tree.root}${path.sep}`).join('');
-      outcomes.push({ seq: file.seq, state: 'failed', findings: 0, warning: `Could not analyze: ${message}`.slice(0, 500) });
+      outcomes.push({ seq: file.seq, state: 'failed', findings: 0, warning: `Could not analyze: ${message}`.slice(0, 500), contentHash });
     }
     if (i % 50 === 49) context.heartbeat?.({ batch, analyzed: i + 1 });
   }
@@ -357,10 +365,11 @@ async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: numb
       if (outcomes.length > 0) {
         // Positional replacements throughout: Sequelize does not mix them with named ones.
         await deps.sequelize.query(
-          `UPDATE scan_files AS f SET state = o.state, findings = o.findings::int, warning = o.warning::text
-           FROM (VALUES ${outcomes.map(() => '(?)').join(', ')}) AS o(seq, state, findings, warning)
+          `UPDATE scan_files AS f SET state = o.state, findings = o.findings::int, warning = o.warning::text,
+             content_hash = coalesce(o.content_hash::text, f.content_hash)
+           FROM (VALUES ${outcomes.map(() => '(?)').join(', ')}) AS o(seq, state, findings, warning, content_hash)
            WHERE f.scan_id = ? AND f.seq = o.seq::int`,
-          { replacements: [...outcomes.map((o) => [o.seq, o.state, o.findings, o.warning]), scanId], transaction },
+          { replacements: [...outcomes.map((o) => [o.seq, o.state, o.findings, o.warning, o.contentHash]), scanId], transaction },
         );
       }
       // Checked last, share-locked until commit: a scan cancelled while this batch ran (its cleanup

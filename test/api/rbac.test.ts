@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AnyRouteSpec } from '../../api/route';
-import { ApiToken, AuditLog, Issue, Scan, User, roles, type Role } from '../../db';
+import { ApiToken, AuditLog, Document, Issue, Scan, User, roles, type Role } from '../../db';
 import { tokenDigest } from '../../lib/crypto';
 import { can } from '../../services/permissions';
 import { issueAccessToken } from '../../services/tokens';
@@ -133,6 +133,15 @@ const sharedIssue = () =>
     return issue.id;
   })());
 
+/** A document of the shared project, written as ingestion would leave a failed one (no chunks, no vectors); deleting it uses it up. */
+async function freshDocument(): Promise<string> {
+  const title = `rbac ${randomUUID()}`;
+  const document = await Document.create({ id: randomUUID(), tenantId, projectId, sourceKey: title, sourceType: 'text', origin: 'text', title, format: 'text', status: 'failed', error: 'rbac table' });
+  return document.id;
+}
+let sharedDocumentId: Promise<string> | undefined;
+const sharedDocument = () => (sharedDocumentId ??= freshDocument());
+
 /**
  * One valid request per operation: real ids of the tenant, minimal valid bodies, live emailed
  * tokens, so an allowed caller gets one of the route's declared answers. Routes that use up or
@@ -188,6 +197,15 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   startScan: async () => ({ path: `/projects/${await freshProject()}/scans`, body: { source: gitSource } }),
   listProjectScans: () => ({ path: `/projects/${projectId}/scans` }),
   getScan: async () => ({ path: `/scans/${await sharedScan()}` }),
+
+  // The shared project's documents have no chunks: a search finds nothing, and an answer says so without asking a model.
+  searchDocuments: () => ({ path: '/search', body: { query: 'rbac table', projectId } }),
+  askQuestion: () => ({ path: '/ask', body: { question: 'what does the rbac table check?', projectId } }),
+  // No worker runs here: each allowed call leaves a queued ingestion of a text behind.
+  ingestDocuments: () => ({ path: `/projects/${projectId}/documents`, body: { title: 'rbac', text: 'Checked by the rbac table.' } }),
+  listProjectDocuments: () => ({ path: `/projects/${projectId}/documents` }),
+  getDocument: async () => ({ path: `/documents/${await sharedDocument()}` }),
+  deleteDocument: async () => ({ path: `/documents/${await freshDocument()}` }),
 
   listProjectIssues: () => ({ path: `/projects/${projectId}/issues` }),
   getIssue: async () => ({ path: `/issues/${await sharedIssue()}` }),

@@ -265,6 +265,12 @@ describe('a git repository scanned through the API', () => {
     const issues = await issuesOf(project.id);
     expect(described(issues)).toEqual(shopFindings);
     expect(issues.every((i) => i.status === 'open' && i.isNew && i.lastSeenScanId === scan.id)).toBe(true);
+    // Each file's content hash, taken by its batch from the bytes it analyzed: what a later incremental scan compares with.
+    const recorded = await ScanFile.findAll({ where: { scanId: scan.id }, attributes: ['path', 'contentHash'] });
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+    expect(Object.fromEntries(recorded.map((f) => [f.path, f.contentHash]))).toEqual(
+      Object.fromEntries(Object.entries(shopFiles).flatMap(([file, text]) => (file.startsWith('node_modules/') ? [] : [[file, sha256(text)]]))),
+    );
     // The secret is shown masked, never whole.
     const secret = issues.find((i) => i.ruleId === 'secret-aws-access-key');
     const detail = await suite.t.get(`/api/v1/issues/${secret?.id ?? ''}`, { token: token() });

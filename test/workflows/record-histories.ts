@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils';
 import * as proto from '@temporalio/proto';
-import { Issue, Job, Scan } from '../../db';
+import { Document, Issue, Job, Scan } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { startCredentialCheck } from '../../services/credential-checks';
+import { startIngestion } from '../../services/documents/ingestion';
+import { startReindex } from '../../services/documents/reindex';
+import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { cancelJob } from '../../services/jobs';
 import { startLlmCheck, type LlmJobsDeps } from '../../services/llm-checks';
 import { startProjectDeletion } from '../../services/project-deletion';
@@ -33,6 +37,8 @@ export const historyNames = [
   'checkProjectCredentials-completed',
   'checkLlmProviders-completed',
   'scanRepository-completed',
+  'reindexDocuments-completed',
+  'ingestDocuments-completed',
 ] as const;
 export type HistoryName = (typeof historyNames)[number];
 
@@ -96,10 +102,14 @@ async function seedScanData(r: Recording, projectId: string, issues: number): Pr
   );
 }
 
-/** A project with `rows` finished jobs (and scan data, when given) and a deletion of it started with `batchSize`. */
-async function startDeletion(r: Recording, rows: number, batchSize: number, lockedRow?: number, scanIssues?: number) {
+/** A project with `rows` finished jobs (and scan data and stored documents, when given) and a deletion of it started with `batchSize`. */
+async function startDeletion(r: Recording, rows: number, batchSize: number, lockedRow?: number, scanIssues?: number, documents?: number) {
   const project = (await r.t.post('/api/v1/projects', { name: `history-${randomUUID()}` }, { token: r.admin.accessToken })).body;
   if (scanIssues !== undefined) await seedScanData(r, project.id, scanIssues);
+  if (documents !== undefined) {
+    const files = Array.from({ length: documents }, (_, i) => ({ name: `doc-${i}.md`, bytes: Buffer.from(`# Document ${i}\n\nKept for the deletion history.\n`) }));
+    await ingestInProcess(r.deps, { tenantId: r.admin.tenantId, projectId: project.id }, files, documents);
+  }
   const seeded = await seedFinishedJobs(r.admin.tenantId, project.id, rows);
   const lock = lockedRow === undefined ? undefined : await lockJobRow(seeded[lockedRow] ?? '');
   const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
@@ -108,9 +118,9 @@ async function startDeletion(r: Recording, rows: number, batchSize: number, lock
 }
 
 const recorders: Record<HistoryName, Recorder> = {
-  // Batches of two: three jobs and three issues (two batches each), a scan and an uploaded blob (one each), then the project row.
+  // Batches of two: three jobs, three issues and three documents (two batches each), a scan and an uploaded blob (one each), then the project row.
   async 'deleteProject-completed'(r) {
-    const { handle } = await startDeletion(r, 3, 2, undefined, 3);
+    const { handle } = await startDeletion(r, 3, 2, undefined, 3, 3);
     return settled(handle);
   },
   // Batches of one; the second waits on a row lock, and the job is cancelled as the API does it.
@@ -164,6 +174,49 @@ const recorders: Record<HistoryName, Recorder> = {
       tuning: { batchSize: 1, parallelism: 2 },
     });
     return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
+  },
+  // Two documents whose rows name another model's collection (as after a model change), moved into
+  // the built-in model's in batches of one: the probe, the count, the batches with their progress
+  // reports, and the second pass that finds nothing left.
+  async 'reindexDocuments-completed'(r) {
+    const project = await createProject(r.t, r.admin.accessToken, 'history-reindex');
+    const documents = ['first', 'second'].map((name) => ({ name: `${name}.md`, bytes: Buffer.from(`# The ${name} document\n\nKept for the reindex history.\n`) }));
+    await ingestInProcess(r.deps, { tenantId: r.admin.tenantId, projectId: project.id }, documents, 2);
+    await Document.update({ embeddingModel: 'history-previous-model' }, { where: { projectId: project.id } });
+    const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+    const { job } = await startReindex(r.deps, audit, { tenantId: r.admin.tenantId, requestedBy: `user:${r.admin.userId}`, tuning: { batchSize: 1 } });
+    return settled(r.deps.temporal.workflow.getHandle(job.workflowId));
+  },
+  // Two Markdown files and a truncated PDF in batches of one, two at a time: planning, each stage's
+  // batch lanes (embedding on the LLM task queue) with their progress reports, the failed document, the completion.
+  async 'ingestDocuments-completed'(r) {
+    const project = await createProject(r.t, r.admin.accessToken, 'history-ingest');
+    const dir = await mkdtemp(path.join(tmpdir(), 'history-ingest-'));
+    try {
+      const contents: Array<[string, string, Buffer]> = [
+        ['first.md', 'text/markdown', Buffer.from('# First\n\nThe first document of the ingestion history.\n')],
+        ['second.md', 'text/markdown', Buffer.from('# Second\n\nThe second document of the ingestion history.\n')],
+        ['broken.pdf', 'application/pdf', Buffer.from('%PDF-1.7\nnot really a PDF\n')],
+      ];
+      const files = await Promise.all(
+        contents.map(async ([fileName, mediaType, bytes]) => {
+          await writeFile(path.join(dir, fileName), bytes);
+          return { path: path.join(dir, fileName), fileName, mediaType, bytes: bytes.length, sha256: '' };
+        }),
+      );
+      const audit = new AuditScope({ type: 'user', id: r.admin.userId, tenantId: r.admin.tenantId });
+      const { job } = await startIngestion(r.deps, audit, {
+        tenantId: r.admin.tenantId,
+        projectId: project.id,
+        requestedBy: `user:${r.admin.userId}`,
+        mode: 'add',
+        source: { kind: 'files', files },
+        tuning: { batchSize: 1, parallelism: 2 },
+      });
+      return await settled(r.deps.temporal.workflow.getHandle(job.workflowId));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   },
   // Both housekeeping workflows are recorded with arguments that leave other suites' rows alone.
   async 'auditRetention-completed'(r) {

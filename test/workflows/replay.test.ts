@@ -84,6 +84,20 @@ describe('recorded workflow histories', () => {
       expect(events.some((e) => e.activityTaskCancelRequestedEventAttributes)).toBe(true);
       expect(activities.slice(-2)).toEqual(['restoreProject', 'finishJob']);
     }
+    if (name === 'ingestDocuments-completed') {
+      // Three documents in batches of one: every stage's step once per batch, in stage order, the model calls on the LLM task queue.
+      const stages = ['fetchIngestionBatch', 'parseIngestionBatch', 'chunkIngestionBatch', 'embedIngestionBatch', 'storeIngestionBatch'];
+      expect(activities.filter((a) => stages.includes(a))).toEqual(stages.flatMap((stage) => [stage, stage, stage]));
+      expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'planIngestion', 'reportIngestionProgress']));
+      expect(activities.at(-1)).toBe('completeIngestion');
+      const workflowQueue = events[0]?.workflowExecutionStartedEventAttributes?.taskQueue?.name;
+      const queuesOf = (type: string) =>
+        new Set(events.flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name === type ? [e.activityTaskScheduledEventAttributes.taskQueue?.name] : [])));
+      expect(queuesOf('storeIngestionBatch')).toEqual(new Set([workflowQueue]));
+      const llmQueues = queuesOf('embedIngestionBatch');
+      expect(llmQueues.size).toBe(1);
+      expect(llmQueues.has(workflowQueue)).toBe(false);
+    }
   });
 
   it('replay against the current workflow code without a determinism error', async () => {

@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto';
 import { createDeflate } from 'node:zlib';
-import { PDFDocument, StandardFonts } from 'pdf-lib';
 import { formatOf, type DocumentFormat } from '../../../lib/documents/formats';
 import { normalizeText } from '../../../lib/documents/normalize';
 import { DocumentParseError, parseDocument, type DocumentParseErrorCode, type ParseLimits } from '../../../lib/documents/parse';
 import { zipOf } from '../../harness/zip';
+import { onePageObjects, passwordProtectedPdf, pdfFile, pdfStream, textPdf, truncatedPdf } from '../../fixtures/ingest-pdfs';
 
 // Issue 7, criterion 3. PDF, DOCX and HTML are parsed in a child process; every file here is a
-// real one (pdf-lib, a ZIP of OOXML parts, a hand-written PDF encrypted with the standard
-// security handler), and the hostile ones must fail only their own document.
+// real one (the PDFs of test/fixtures/ingest-pdfs.ts, a ZIP of OOXML parts), and the hostile
+// ones must fail only their own document.
 
 const limits: ParseLimits = { timeoutMs: 20_000, maxMemoryMb: 64 };
 
@@ -33,98 +32,15 @@ async function failureOf(promise: Promise<unknown>): Promise<{ code: DocumentPar
 // ---------------------------------------------------------------------------------------------
 // Builders of real files
 
-async function twoPagePdf(): Promise<Buffer> {
-  const pdf = await PDFDocument.create();
-  pdf.setTitle('Quarterly Report');
-  const font = await pdf.embedFont(StandardFonts.Helvetica);
-  const pages = [
-    ['Revenue overview', 'Apples sold well in the first quarter.'],
-    ['Outlook', 'Bananas are expected to grow next year.'],
-  ];
-  for (const lines of pages) {
-    const page = pdf.addPage([400, 400]);
-    lines.forEach((line, index) => page.drawText(line, { x: 40, y: 350 - index * 20, size: 12, font }));
-  }
-  return Buffer.from(await pdf.save());
-}
-
-/** A classic PDF file around `objects` (object n is `objects[n - 1]`), with a correct xref table. */
-function pdfFile(objects: Buffer[], trailerExtra = ''): Buffer {
-  const parts: Buffer[] = [Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1')];
-  let offset = parts[0]!.length;
-  const offsets: number[] = [];
-  objects.forEach((body, index) => {
-    const object = Buffer.concat([Buffer.from(`${index + 1} 0 obj\n`), body, Buffer.from('\nendobj\n')]);
-    offsets.push(offset);
-    offset += object.length;
-    parts.push(object);
-  });
-  const xrefRows = offsets.map((at) => `${String(at).padStart(10, '0')} 00000 n \n`).join('');
-  parts.push(
-    Buffer.from(
-      `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${xrefRows}` +
-        `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R ${trailerExtra}>>\nstartxref\n${offset}\n%%EOF\n`,
-    ),
-  );
-  return Buffer.concat(parts);
-}
-
-function stream(dictionary: string, data: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`<< /Length ${data.length} ${dictionary}>>\nstream\n`), data, Buffer.from('\nendstream')]);
-}
-
-/** Catalog, page tree and one page whose content stream is object 4. */
-const onePageObjects = (resources = '') => [
-  Buffer.from('<< /Type /Catalog /Pages 2 0 R >>'),
-  Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>'),
-  Buffer.from(`<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R ${resources}>>`),
-];
-
-// The standard security handler, revision 2 (RC4, 40-bit key; PDF 1.7 §7.6.3, algorithms 1–4),
-// written out so the encrypted sample is a real one: pdf.js decrypts it given the password.
-const PASSWORD_PADDING = Buffer.from('28bf4e5e4e758a4164004e56fffa01082e2e00b6d0683e802f0ca9fe6453697a', 'hex');
-const md5 = (...parts: Buffer[]) => createHash('md5').update(Buffer.concat(parts)).digest();
-const paddedPassword = (password: string) => Buffer.concat([Buffer.from(password, 'latin1'), PASSWORD_PADDING]).subarray(0, 32);
-
-function rc4(key: Buffer, data: Buffer): Buffer {
-  const state = Array.from({ length: 256 }, (_, index) => index);
-  const swap = (a: number, b: number) => ([state[a], state[b]] = [state[b]!, state[a]!]);
-  for (let i = 0, j = 0; i < 256; i++) {
-    j = (j + state[i]! + key[i % key.length]!) & 255;
-    swap(i, j);
-  }
-  const out = Buffer.alloc(data.length);
-  for (let n = 0, i = 0, j = 0; n < data.length; n++) {
-    i = (i + 1) & 255;
-    j = (j + state[i]!) & 255;
-    swap(i, j);
-    out[n] = data[n]! ^ state[(state[i]! + state[j]!) & 255]!;
-  }
-  return out;
-}
-
-/** A one-page PDF showing `text`, encrypted; with an empty user password anyone may open it. */
-function encryptedPdf(userPassword: string, text: string): Buffer {
-  const fileId = md5(Buffer.from('auditflow parse test'));
-  const permissions = -44; // printing and copying forbidden: what "protected" PDFs typically set
-  const ownerEntry = rc4(md5(paddedPassword('owner secret')).subarray(0, 5), paddedPassword(userPassword));
-  const permissionBytes = Buffer.alloc(4);
-  permissionBytes.writeInt32LE(permissions);
-  const fileKey = md5(paddedPassword(userPassword), ownerEntry, permissionBytes, fileId).subarray(0, 5);
-  const userEntry = rc4(fileKey, PASSWORD_PADDING);
-  const objectKey = (objectNumber: number) =>
-    md5(fileKey, Buffer.from([objectNumber & 255, (objectNumber >> 8) & 255, (objectNumber >> 16) & 255, 0, 0])).subarray(0, 10);
-  const content = rc4(objectKey(4), Buffer.from(`BT /F1 18 Tf 30 200 Td (${text}) Tj ET`, 'latin1'));
-  return pdfFile(
+/** Two pages of two lines each, titled "Quarterly Report". */
+const twoPagePdf = () =>
+  textPdf(
     [
-      ...onePageObjects('/Resources << /Font << /F1 5 0 R >> >> '),
-      stream('', content),
-      Buffer.from('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>'),
-      Buffer.from(`<< /Filter /Standard /V 1 /R 2 /O <${ownerEntry.toString('hex')}> /U <${userEntry.toString('hex')}> /P ${permissions} >>`),
+      ['Revenue overview', 'Apples sold well in the first quarter.'],
+      ['Outlook', 'Bananas are expected to grow next year.'],
     ],
-    `/Encrypt 6 0 R /ID [<${fileId.toString('hex')}> <${fileId.toString('hex')}>] `,
+    'Quarterly Report',
   );
-}
 
 /** zlib-compressed `size` bytes of spaces (about 1:230 at level 1), streamed so the test never holds them. */
 async function deflatedSpaces(size: number): Promise<Buffer> {
@@ -413,7 +329,7 @@ describe('parseDocument: PDF and DOCX (child process)', () => {
   });
 
   test('a PDF with no text → empty', async () => {
-    const blankPage = pdfFile([...onePageObjects(), stream('', Buffer.from('0 0 1 rg 10 10 50 50 re f'))]);
+    const blankPage = pdfFile([...onePageObjects(), pdfStream('', Buffer.from('0 0 1 rg 10 10 50 50 re f'))]);
     const failure = await failureOf(parse(blankPage, 'pdf', 'scan.pdf'));
     expect(failure.code).toBe('empty');
     expect(failure.message).toContain('OCR');
@@ -422,8 +338,7 @@ describe('parseDocument: PDF and DOCX (child process)', () => {
 
 describe('parseDocument: hostile files fail only their own document', () => {
   test('a truncated PDF → corrupt', async () => {
-    const whole = await twoPagePdf();
-    const failure = await failureOf(parse(whole.subarray(0, Math.floor(whole.length / 2)), 'pdf', 'truncated.pdf'));
+    const failure = await failureOf(parse(await truncatedPdf('Half a quarterly report.'), 'pdf', 'truncated.pdf'));
     expect(failure.code).toBe('corrupt');
     expect(failure.message).toContain('"truncated.pdf"');
   });
@@ -438,12 +353,12 @@ describe('parseDocument: hostile files fail only their own document', () => {
   });
 
   test('a password-protected PDF → encrypted; one encrypted with an empty user password opens', async () => {
-    const failure = await failureOf(parse(encryptedPdf('s3cret', 'Salary table'), 'pdf', 'salaries.pdf'));
+    const failure = await failureOf(parse(await passwordProtectedPdf('Salary table'), 'pdf', 'salaries.pdf'));
     expect(failure.code).toBe('encrypted');
     expect(failure.message).toMatch(/"salaries\.pdf".*password/);
     // Same construction, no user password: readers decrypt it silently, so must we (and this
     // shows the content really is encrypted, not just flagged).
-    expect((await parse(encryptedPdf('', 'Opening hours'), 'pdf')).text).toBe('Opening hours');
+    expect((await parse(await passwordProtectedPdf('Opening hours', ''), 'pdf')).text).toBe('Opening hours');
   });
 
   test('a DOCX whose XML exhausts the heap → memory, and the next document parses', async () => {
@@ -459,7 +374,7 @@ describe('parseDocument: hostile files fail only their own document', () => {
   test('a PDF whose content stream inflates to 320 MB → memory (RSS watchdog), and the next document parses', async () => {
     // The decoded stream lives in ArrayBuffers outside the V8 heap, so --max-old-space-size
     // does not stop it: the watchdog does.
-    const bomb = pdfFile([...onePageObjects(), stream('/Filter /FlateDecode ', await deflatedSpaces(320 << 20))]);
+    const bomb = pdfFile([...onePageObjects(), pdfStream('/Filter /FlateDecode ', await deflatedSpaces(320 << 20))]);
     expect(bomb.length).toBeLessThan(2 << 20);
     const failure = await failureOf(parse(bomb, 'pdf', 'inflate.pdf'));
     expect(failure.code).toBe('memory');

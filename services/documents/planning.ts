@@ -1,0 +1,147 @@
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Op, QueryTypes, type CreationAttributes, type Sequelize } from 'sequelize';
+import { IngestionItem } from '../../db';
+import { formatOf } from '../../lib/documents/formats';
+import { ArchiveRejectedError, extractZip } from '../../lib/zip-extract';
+import type { StepContext } from '../scans/pipeline';
+import type { IngestionDeps } from './pipeline';
+
+/**
+ * Planning an ingestion job: its uploaded archives are expanded into one item per supported
+ * entry (the entry's path is the document's source key, `archive:<file name>` its origin), a
+ * second item with a source key already in the request fails as a duplicate, and the rest are
+ * numbered into batches. Done once, in one transaction: a re-run finds the plan made.
+ */
+
+export interface IngestionPlan {
+  batches: number;
+  documentsTotal: number;
+}
+
+/** Where an archive's entries are kept, under the job's blob prefix (removed with it). */
+const entryBlobKey = (blobPrefix: string, archiveSeq: number, index: number) => `${blobPrefix}entries/${archiveSeq}/${index}`;
+
+async function planOf(sequelize: Sequelize, jobId: string): Promise<IngestionPlan> {
+  const [row] = await sequelize.query<{ batches: number; total: number }>(
+    `SELECT coalesce(max(batch) + 1, 0)::int AS batches, count(*) FILTER (WHERE state NOT IN ('expanded', 'removed'))::int AS total
+     FROM ingestion_items WHERE job_id = :jobId`,
+    { replacements: { jobId }, type: QueryTypes.SELECT },
+  );
+  return { batches: row?.batches ?? 0, documentsTotal: row?.total ?? 0 };
+}
+
+/** Not planned yet: an archive waits to be expanded, or a document for its batch. */
+async function planned(jobId: string): Promise<boolean> {
+  const waiting = await IngestionItem.count({ where: { jobId, state: 'pending', [Op.or]: [{ sourceType: 'archive' }, { batch: null }] } });
+  return waiting === 0;
+}
+
+/** Relative paths ('/'-separated) of the regular files under `root`, sorted. */
+async function filesUnder(root: string): Promise<string[]> {
+  const names = (await readdir(root, { recursive: true })).map(String).sort();
+  const files: string[] = [];
+  for (const name of names) if ((await stat(path.join(root, name))).isFile()) files.push(name.split(path.sep).join('/'));
+  return files;
+}
+
+type EntryItem = CreationAttributes<IngestionItem>;
+
+/**
+ * The items of one archive's supported entries (other entries are skipped, as a scan skips
+ * files it does not analyze); an entry above the document size limit becomes a failed item.
+ * Each entry goes to the blob store under a key of its own, the same on every run.
+ */
+async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPrefix: string, firstSeq: number, context: StepContext): Promise<EntryItem[]> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'auditflow-ingest-archive-'));
+  try {
+    const file = path.join(dir, 'archive.zip');
+    await deps.blobs.getToFile(archive.blobKey ?? '', file);
+    const tree = path.join(dir, 'tree');
+    const limits = { maxEntries: deps.config.ZIP_MAX_ENTRIES, maxInflatedBytes: deps.config.ZIP_MAX_INFLATED_BYTES, maxCompressionRatio: deps.config.ZIP_MAX_COMPRESSION_RATIO };
+    await extractZip(file, tree, limits, context.signal);
+    const entries = (await filesUnder(tree)).filter((name) => formatOf(name) !== null);
+    const items: EntryItem[] = [];
+    for (const [index, name] of entries.entries()) {
+      const common = {
+        jobId: archive.jobId,
+        seq: firstSeq + index,
+        tenantId: archive.tenantId,
+        projectId: archive.projectId,
+        sourceKey: name,
+        sourceType: 'file' as const,
+        origin: `archive:${archive.name}`,
+        name,
+        expandedFrom: archive.seq,
+        format: formatOf(name),
+      };
+      const full = path.join(tree, name);
+      const { size } = await stat(full);
+      if (size > deps.config.INGEST_MAX_DOCUMENT_BYTES) {
+        items.push({ ...common, bytes: size, state: 'failed', error: `${name} is larger than ${deps.config.INGEST_MAX_DOCUMENT_BYTES} bytes (INGEST_MAX_DOCUMENT_BYTES).` });
+        continue;
+      }
+      const stored = await deps.blobs.put(entryBlobKey(blobPrefix, archive.seq, index), createReadStream(full));
+      items.push({ ...common, blobKey: stored.key, bytes: stored.bytes, contentSha256: stored.sha256 });
+      if (index % 100 === 99) context.heartbeat?.({ archive: archive.seq, stored: index + 1 });
+    }
+    return items;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Expands the job's archives and numbers its documents into batches of `batchSize`, in request
+ * order. An archive that cannot be extracted, or that would take the job past
+ * INGEST_MAX_DOCUMENTS, fails as a whole (listed with the job's failed documents).
+ */
+export async function planIngestion(deps: IngestionDeps, jobId: string, blobPrefix: string, batchSize: number, context: StepContext = {}): Promise<IngestionPlan> {
+  if (await planned(jobId)) return planOf(deps.sequelize, jobId);
+  const archives = await IngestionItem.findAll({ where: { jobId, sourceType: 'archive', state: 'pending' }, order: [['seq', 'ASC']] });
+  let nextSeq = ((await IngestionItem.max<number | null, IngestionItem>('seq', { where: { jobId } })) ?? -1) + 1;
+  let documents = await IngestionItem.count({ where: { jobId, sourceType: { [Op.ne]: 'archive' } } });
+  const entries: EntryItem[] = [];
+  const outcomes: Array<{ seq: number; error: string | null }> = [];
+  for (const archive of archives) {
+    try {
+      const items = await expandArchive(deps, archive, blobPrefix, nextSeq, context);
+      if (documents + items.length > deps.config.INGEST_MAX_DOCUMENTS) {
+        outcomes.push({ seq: archive.seq, error: `${archive.name} holds ${items.length} documents: with the rest of the request that is more than ${deps.config.INGEST_MAX_DOCUMENTS} (INGEST_MAX_DOCUMENTS).` });
+        continue;
+      }
+      entries.push(...items);
+      nextSeq += items.length;
+      documents += items.length;
+      outcomes.push({ seq: archive.seq, error: null });
+    } catch (err) {
+      if (!(err instanceof ArchiveRejectedError)) throw err;
+      outcomes.push({ seq: archive.seq, error: `${archive.name} was rejected: ${err.message}` });
+    }
+  }
+  await deps.sequelize.transaction(async (transaction) => {
+    await IngestionItem.bulkCreate(entries, { transaction, ignoreDuplicates: true });
+    for (const o of outcomes) {
+      await IngestionItem.update(o.error === null ? { state: 'expanded' } : { state: 'failed', error: o.error }, { where: { jobId, seq: o.seq }, transaction });
+    }
+    const replacements = { jobId, batchSize };
+    // The first item with a source key is the document; a later one in the same request cannot also be.
+    await deps.sequelize.query(
+      `UPDATE ingestion_items i SET state = 'failed', error = 'Another document of this request has the same source key (' || i.source_key || ').'
+       FROM (SELECT seq, row_number() OVER (PARTITION BY source_key ORDER BY seq) AS n FROM ingestion_items
+             WHERE job_id = :jobId AND source_type <> 'archive' AND state = 'pending') d
+       WHERE i.job_id = :jobId AND i.seq = d.seq AND d.n > 1`,
+      { replacements, transaction },
+    );
+    await deps.sequelize.query(
+      `UPDATE ingestion_items i SET batch = (d.n - 1) / :batchSize
+       FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM ingestion_items
+             WHERE job_id = :jobId AND source_type <> 'archive' AND state = 'pending') d
+       WHERE i.job_id = :jobId AND i.seq = d.seq`,
+      { replacements, transaction },
+    );
+  });
+  return planOf(deps.sequelize, jobId);
+}

@@ -1,0 +1,197 @@
+import { Document, DocumentChunk, Job } from '../../db';
+import type { VectorCollection } from '../../lib/vector-store';
+import { AuditScope } from '../../services/audit';
+import { reindexBatch, resolveReindexTarget, startReindex } from '../../services/documents/reindex';
+import { updateLlmSettings } from '../../services/llm';
+import { ingestInProcess } from '../../bench/harness/ingest-loop';
+import { registerTenant, type Member } from '../harness';
+import { standInEmbedding, startLlmStandIn, type LlmStandIn } from '../harness/llm-stand-in';
+import { createTestLlmWorker } from '../harness/worker';
+import { createProject, createSecrets, isFinished, startJobsSuite, waitForJob, waitUntil, type JobBody, type JobsSuite } from '../jobs/job-helpers';
+
+/*
+ * Changing a tenant's embedding model (PUT /llm/settings) starts a `reindexDocuments` job that
+ * moves every stored document's vectors into the new model's collection: the suite's real
+ * workers (main and LLM task queues) run it against the real LanceDB and Postgres; the second
+ * embedding model is the real `openai` client against a stand-in on 127.0.0.1 (8 dimensions),
+ * the first the built-in hashing embedder (384).
+ */
+
+let suite: JobsSuite;
+let llmWorker: Awaited<ReturnType<typeof createTestLlmWorker>>;
+let llmWorkerRun: Promise<void>;
+let standIn: LlmStandIn;
+
+const builtin: VectorCollection = { model: 'hashing-384', dimensions: 384 };
+const standInModel: VectorCollection = { model: 'text-embedding-3-small', dimensions: 8 };
+
+beforeAll(async () => {
+  // Small chunks: each document has several, so batches, counts and ids are worth checking.
+  suite = await startJobsSuite('reindex', { env: { LLM_ALLOWED_HOSTS: '127.0.0.1', CHUNK_TARGET_TOKENS: '48', CHUNK_OVERLAP_TOKENS: '8' } });
+  llmWorker = await createTestLlmWorker(suite.t);
+  llmWorkerRun = llmWorker.worker.run();
+  standIn = await startLlmStandIn('openai');
+}, 60_000);
+afterAll(async () => {
+  llmWorker?.worker.shutdown();
+  await llmWorkerRun;
+  await llmWorker?.connection.close();
+  await standIn?.close();
+  await suite?.stop();
+});
+
+const t = () => suite.t;
+const deps = () => ({ sequelize: t().sequelize, temporal: t().temporal, config: t().config, blobs: t().blobs, vectors: t().vectors });
+const auditOf = (m: Member) => new AuditScope({ type: 'user', id: m.userId, tenantId: m.tenantId });
+
+/** Three Markdown documents of several chunks each, stored with the tenant's embedding model by the pipeline's own steps. */
+async function storeDocuments(owner: Member, label: string): Promise<{ projectId: string; documents: Document[] }> {
+  const project = await createProject(t(), owner.accessToken, label);
+  const section = (topic: string, n: number) =>
+    `## ${topic} ${n}\n\nThe ${topic} subsystem keeps its state in Postgres and reports progress through Temporal queries. ` +
+    `Operators restart it from the web console when the ${topic} queue drains slowly, and every restart is audited.\n`;
+  const docs = ['ingestion', 'billing', 'scheduling'].map((topic) => ({
+    name: `${label}/${topic}.md`,
+    bytes: Buffer.from(`# The ${topic} guide\n\n${[1, 2, 3].map((n) => section(topic, n)).join('\n')}`),
+  }));
+  const stored = await ingestInProcess(deps(), { tenantId: owner.tenantId, projectId: project.id }, docs, 2);
+  expect(stored).toMatchObject({ documents: 3, failed: 0 });
+  const documents = await Document.findAll({ where: { projectId: project.id }, order: [['sourceKey', 'ASC']] });
+  expect(documents.every((d) => d.chunkCount > 1)).toBe(true);
+  return { projectId: project.id, documents };
+}
+
+/** Settings whose embeddings go to the stand-in (its key in the vault), as a PUT body. */
+async function standInSettings(owner: Member, model = standInModel.model) {
+  const [key] = await createSecrets(t(), owner, ['embedding-key']);
+  return { embedding: { provider: 'openai' as const, baseUrl: standIn.url, apiKey: key?.reference, model } };
+}
+
+/** Every live chunk of the tenant's documents with the collection its document names: where its vector must be, and only there. */
+async function expectVectorsWhereDocumentsSay(tenantId: string, elsewhere: VectorCollection): Promise<void> {
+  const documents = await Document.findAll({ where: { tenantId } });
+  for (const d of documents) {
+    const home = { model: d.embeddingModel ?? '', dimensions: d.embeddingDimensions ?? 0 };
+    const other = home.model === elsewhere.model ? builtin : elsewhere;
+    expect({ document: d.sourceKey, home: await t().vectors.count(home, { tenantId, documentIds: [d.id] }), other: await t().vectors.count(other, { tenantId, documentIds: [d.id] }) }).toEqual({
+      document: d.sourceKey,
+      home: d.chunkCount,
+      other: 0,
+    });
+  }
+}
+
+const finished = (job: { id: string }, owner: Member) => waitForJob(t(), owner.accessToken, job.id, isFinished, 'the reindex');
+
+describe('PUT /llm/settings with a new embedding model', () => {
+  test('answers with a reindex job that moves every stored document into the new collection, same chunk ids; and back again', async () => {
+    const owner = await registerTenant(t(), 'reindex-owner');
+    const bystander = await registerTenant(t(), 'reindex-bystander');
+    const { documents } = await storeDocuments(owner, 'moved');
+    await storeDocuments(bystander, 'untouched');
+    const chunks = documents.reduce((n, d) => n + d.chunkCount, 0);
+    expect(await t().vectors.count(builtin, { tenantId: owner.tenantId })).toBe(chunks);
+
+    const put = await t().put('/api/v1/llm/settings', await standInSettings(owner), { token: owner.accessToken });
+    expect(put.status).toBe(200);
+    expect(put.body.embedding).toMatchObject({ provider: 'openai', model: standInModel.model });
+    expect(put.body.reindexJob).toMatchObject({ kind: 'reindexDocuments', title: `Reindex documents with openai ${standInModel.model}`, projectId: null });
+    const job = await finished(put.body.reindexJob, owner);
+    expect(job).toMatchObject({
+      status: 'completed',
+      counters: { documentsTotal: 3, chunksTotal: chunks, documentsReindexed: 3, chunksReindexed: chunks },
+      requestedBy: `user:${owner.userId}`,
+    });
+
+    const moved = await Document.findAll({ where: { tenantId: owner.tenantId } });
+    expect(moved.map((d) => [d.embeddingModel, d.embeddingDimensions])).toEqual(documents.map(() => [standInModel.model, standInModel.dimensions]));
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(chunks);
+    expect(await t().vectors.count(builtin, { tenantId: owner.tenantId })).toBe(0);
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
+    // The new vectors are the stand-in's for each chunk's text, under the chunk's own id.
+    const chunk = await DocumentChunk.findOne({ where: { documentId: documents[1]?.id, chunkIndex: 1 }, rejectOnEmpty: true });
+    const [nearest] = await t().vectors.search(standInModel, standInEmbedding(chunk.text), { tenantId: owner.tenantId }, 1);
+    expect(nearest).toMatchObject({ id: chunk.id, payload: { documentId: chunk.documentId, chunkIndex: 1, projectId: chunk.projectId } });
+    // The other tenant's documents stay where they were.
+    const theirs = await Document.findAll({ where: { tenantId: bystander.tenantId } });
+    expect(theirs.map((d) => d.embeddingModel)).toEqual(['hashing-384', 'hashing-384', 'hashing-384']);
+    expect(await t().vectors.count(builtin, { tenantId: bystander.tenantId })).toBe(theirs.reduce((n, d) => n + d.chunkCount, 0));
+
+    // A change that leaves the embedding model as it is starts nothing.
+    const same = await t().put('/api/v1/llm/settings', { ...(await standInSettings(owner)), monthlyBudgetUsd: 100 }, { token: owner.accessToken });
+    expect(same.status).toBe(200);
+    expect(same.body).not.toHaveProperty('reindexJob');
+
+    // Back to the built-in model: the vectors come back under the same ids.
+    const back = await t().put('/api/v1/llm/settings', {}, { token: owner.accessToken });
+    expect(back.body.reindexJob).toMatchObject({ kind: 'reindexDocuments', title: 'Reindex documents with builtin hashing-384' });
+    expect(await finished(back.body.reindexJob, owner)).toMatchObject({ status: 'completed', counters: { documentsReindexed: 3, chunksReindexed: chunks } });
+    expect(await t().vectors.count(builtin, { tenantId: owner.tenantId })).toBe(chunks);
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
+    expect(await Job.count({ where: { tenantId: owner.tenantId, kind: 'reindexDocuments' } })).toBe(2);
+  });
+
+  test('a tenant without stored documents gets no job', async () => {
+    const owner = await registerTenant(t(), 'reindex-empty');
+    const put = await t().put('/api/v1/llm/settings', await standInSettings(owner), { token: owner.accessToken });
+    expect(put.status).toBe(200);
+    expect(put.body).not.toHaveProperty('reindexJob');
+    expect(await Job.count({ where: { tenantId: owner.tenantId } })).toBe(0);
+  });
+});
+
+describe('the reindexDocuments workflow', () => {
+  test('one document per batch and per run (continue-as-new), progress while a batch waits, cancelled mid-batch, and a retry finishes the rest', async () => {
+    const owner = await registerTenant(t(), 'reindex-cancel');
+    const { documents } = await storeDocuments(owner, 'held');
+    // The settings change without the route's job: this one is started with small batches below.
+    await updateLlmSettings(deps(), auditOf(owner), owner.tenantId, await standInSettings(owner), `user:${owner.userId}`);
+    standIn.requests.length = 0;
+    // The probe of the model's dimensions and the first document answer at once; the second document's embedding waits.
+    standIn.script({ status: 200 }, { status: 200 }, { status: 200, delayMs: 60_000 });
+    const { job: started } = await startReindex(deps(), auditOf(owner), {
+      tenantId: owner.tenantId,
+      requestedBy: `user:${owner.userId}`,
+      tuning: { batchSize: 1, batchesPerRun: 1, heartbeatTimeoutSeconds: 2 },
+    });
+    await waitUntil('the second batch waits for its embeddings', () => Promise.resolve(standIn.requests.filter((r) => r.path.endsWith('/embeddings')).length === 3));
+    const running = await waitForJob(t(), owner.accessToken, started.id, (j) => j.progress?.stage === 'reindexing' && j.progress.counters.documentsReindexed === 1, 'progress after one batch');
+    expect(running.progress).toMatchObject({ stage: 'reindexing', documentsTotal: 3, documentsReindexed: 1, counters: { documentsTotal: 3, documentsReindexed: 1, batches: 1 } });
+    // The run that answers is not the first: it continued as new after its one batch.
+    const history = await t().temporal.workflow.getHandle(started.workflowId).fetchHistory();
+    expect(history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId).toBeTruthy();
+
+    expect((await t().post(`/api/v1/jobs/${started.id}/cancel`, undefined, { token: owner.accessToken })).status).toBe(202);
+    const cancelled = await finished(started, owner);
+    expect(cancelled).toMatchObject({ status: 'cancelled', counters: { documentsReindexed: 1 } });
+    // One document moved, two not: each document's vectors are in the collection it names, and only there.
+    const [movedOne] = await Document.findAll({ where: { tenantId: owner.tenantId, embeddingModel: standInModel.model } });
+    expect(movedOne).toBeDefined();
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
+
+    const retried = await t().post(`/api/v1/jobs/${started.id}/retry`, undefined, { token: owner.accessToken });
+    expect(retried.status).toBe(202);
+    const done = await finished(retried.body as JobBody, owner);
+    expect(done).toMatchObject({ status: 'completed', retryOf: started.id, counters: { documentsTotal: 2, documentsReindexed: 2 } });
+    const chunks = documents.reduce((n, d) => n + d.chunkCount, 0);
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(chunks);
+    expect(await t().vectors.count(builtin, { tenantId: owner.tenantId })).toBe(0);
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
+  });
+
+  test('a batch or a start whose model the settings no longer name stands down, writing nothing', async () => {
+    const owner = await registerTenant(t(), 'reindex-superseded');
+    await storeDocuments(owner, 'superseded');
+    await updateLlmSettings(deps(), auditOf(owner), owner.tenantId, await standInSettings(owner, 'text-embedding-3-large'), `user:${owner.userId}`);
+    const call = { tenantId: owner.tenantId, mode: 'job' as const };
+    expect(await resolveReindexTarget(deps(), call, { provider: 'openai', model: standInModel.model })).toEqual({
+      superseded: 'The embedding model changed again (now text-embedding-3-large): the reindex started by that change moves the documents.',
+    });
+    const batch = await reindexBatch(deps(), {}, owner.tenantId, standInModel, null, 100);
+    expect(batch).toMatchObject({ next: null, documentsReindexed: 0, superseded: expect.stringContaining('text-embedding-3-large') });
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
+    expect(await t().vectors.count({ model: 'text-embedding-3-large', dimensions: 8 }, { tenantId: owner.tenantId })).toBe(0);
+    expect((await Document.findAll({ where: { tenantId: owner.tenantId } })).map((d) => d.embeddingModel)).toEqual(['hashing-384', 'hashing-384', 'hashing-384']);
+  });
+});
