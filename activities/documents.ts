@@ -1,4 +1,4 @@
-import { chunkIngestionBatch, embedIngestionBatch, fetchIngestionBatch, parseIngestionBatch, storeIngestionBatch, type IngestionDeps, type IngestionLlmDeps } from '../services/documents/pipeline';
+import { chunkIngestionBatch, embedIngestionBatch, fetchIngestionBatch, parseIngestionBatch, storeIngestionBatch, type IngestionLlmDeps, type IngestionStoreDeps } from '../services/documents/pipeline';
 import { completeIngestion, failUnstoredItems, removeAbsentDocuments, reportIngestionProgress } from '../services/documents/outcome';
 import { planIngestion } from '../services/documents/planning';
 import type { IngestStage } from '../workflows/definitions';
@@ -6,7 +6,7 @@ import { asLlmActivity } from './llm-failures';
 import { keepingAlive, stepContext } from './scans';
 
 /** Activities of a document ingestion on the `auditflow` queue: planning, the batch steps but embedding, the end. */
-export function createIngestionActivities(deps: IngestionDeps) {
+export function createIngestionActivities(deps: IngestionStoreDeps) {
   return {
     async planIngestion(jobId: string, blobPrefix: string, batchSize: number) {
       return keepingAlive(() => planIngestion(deps, jobId, blobPrefix, batchSize, stepContext(jobId)));

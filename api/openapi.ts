@@ -78,10 +78,13 @@ export function buildOpenApi(specs: readonly AnyRouteSpec[], info: { version: st
     const path = spec.path.replace(/:(\w+)/g, '{$1}');
     const responses: Record<string, JsonSchema> = {};
     for (const [status, r] of Object.entries(spec.responses)) {
-      responses[status] = {
-        description: r.description,
-        ...(r.schema ? { content: { [r.mediaType ?? 'application/json']: { schema: schemaOf(r.schema, 'output') } } } : {}),
-      };
+      const content = Object.fromEntries(
+        [...(r.schema ? [[r.mediaType ?? 'application/json', r.schema] as const] : []), ...Object.entries(r.alternatives ?? {})].map(([mediaType, schema]) => [
+          mediaType,
+          { schema: schemaOf(schema, 'output') },
+        ]),
+      );
+      responses[status] = { description: r.description, ...(Object.keys(content).length > 0 ? { content } : {}) };
     }
     const body = requestBody(spec);
     responses.default = { description: 'An error', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };

@@ -18,6 +18,11 @@ export interface ResponseSpec {
   schema?: ZodType;
   /** The body's media type when it is not JSON (e.g. `text/event-stream`, with a string schema). */
   mediaType?: string;
+  /**
+   * Other media types the same response may take instead, chosen by the request's `Accept`
+   * header, each with its schema: e.g. `text/event-stream`, a string schema describing the events.
+   */
+  alternatives?: Record<string, ZodType>;
 }
 
 /**
@@ -77,6 +82,8 @@ export interface RouteSpec<
   params?: P;
   /** Starts a job: honours an `Idempotency-Key` header (see `idempotencyOf`). */
   idempotent?: boolean;
+  /** A POST that changes nothing (a query whose input does not fit a URL): not audited as a change. */
+  readOnly?: boolean;
   responses: Record<number, ResponseSpec>;
 }
 
@@ -124,6 +131,7 @@ export class ApiRouter {
   ): this {
     this.specs.push(spec);
     this.router[spec.method](spec.path, async (ctx) => {
+      if (spec.readOnly) ctx.state.readOnly = true;
       // Who and which resource first: an upload is read only for a caller allowed to send it.
       const auth = authorize(ctx, spec.access) as AuthFor<A>;
       const params = parse(spec.params, ctx.params, 'path') as Parsed<P>;

@@ -11,6 +11,8 @@ export interface AppState {
   auth?: Principal;
   /** Set when authorization refused a permission (or a non-person on a session route), so the denial is audited. */
   denied?: Permission | 'session';
+  /** Set when the route reached changes nothing whatever its method, so it is audited like a GET. */
+  readOnly?: boolean;
 }
 
 export type AppContext = ParameterizedContext<AppState>;

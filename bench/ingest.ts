@@ -257,7 +257,7 @@ async function run(corpus: Corpus, temporalAddress: string): Promise<void> {
       console.log(
         `baseline loop: ${seconds(baseline.ms)}; ${thousands(baseline.documents)} documents, ${thousands(baseline.failed)} failed, ${thousands(baseline.chunks)} chunks; ` +
           `${rate(baseline.documents, baseline.ms, 'documents')}, ${rate(baseline.chunks, baseline.ms, 'chunks')} ` +
-          `(open + parse ${seconds(baseline.parseMs)}, chunk + stage ${seconds(baseline.chunkMs)}, embed ${seconds(baseline.embedMs)}, store + publish ${seconds(baseline.storeMs)})`,
+          `(open + parse ${seconds(baseline.parseMs)}, chunk ${seconds(baseline.chunkMs)}, stage ${seconds(baseline.stageMs)}, embed ${seconds(baseline.embedMs)}, store + publish ${seconds(baseline.storeMs)})`,
       );
       console.log(`ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.3×)`);
       console.log(`search through POST /search, ${queries.length} queries per mode, topK ${TOP_K}, over the API's project:`);

@@ -36,6 +36,7 @@ import { createMailer } from '../lib/mailer';
 import { checkRemoteUrl } from '../lib/net-guard';
 import { connectTemporal } from '../lib/temporal';
 import { listenForJobEvents } from '../services/job-event-stream';
+import { defaultScanTuning } from '../services/scans';
 import { codeContextOf, upsertIssues, type IssueInput } from '../services/scans/pipeline';
 import { runEntry } from '../test/harness/processes';
 import { withBenchDatabase } from './harness';
@@ -49,8 +50,8 @@ const execFileAsync = promisify(execFile);
 const quick = process.argv.includes('--quick');
 /** Files the scan selects (analyzes), roughly: the corpus grows by whole packages until it has this many. */
 const targetFiles = quick ? 2_000 : 50_000;
-/** The scan's default batch size (services/scans): the baseline persists in batches of the same size. */
-const BATCH_SIZE = 200;
+/** The scan's default batch size: the baseline persists in batches of the same size. */
+const BATCH_SIZE = defaultScanTuning.batchSize;
 const MAX_FILE_BYTES = 1024 * 1024;
 const password = 'correct horse battery staple 42!';
 
@@ -208,6 +209,8 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
       const listed = await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`);
       const scan = await api.call<ScanView>('GET', `/scans/${listed.items[0]?.id ?? ''}`);
       const timeline = await workflowTimeline(temporal, job.workflowId);
+      // The worker deletes the scan's tree after the job ends (a detached rm): the baseline starts once it is gone, not slowed by it.
+      while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
 
       // The baseline, over the same tree (the corpus's working tree), into the other project.
       const baselineRow = await Scan.create({
@@ -255,19 +258,22 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
           `${corpus.copies > 1 ? `, node_modules copied ${corpus.copies} times, the last partly` : ''}; symlinks and files over ${mib(MAX_FILE_BYTES)} left out), one git commit`,
       );
       console.log(`  selected and analyzed: ${thousands(scan.filesAnalyzed)} of ${thousands(scan.filesTotal)} files (${mib(baseline.bytes)}), ${thousands(scan.filesSkipped)} paths skipped, ${scan.warnings.length} warnings`);
-      console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}`);
-      console.log(
-        `  prepareScan ${seconds(prepare.runMs)}: fetch ${fetchInWorkerMs === null ? 'n/a' : seconds(fetchInWorkerMs)}, then select, hash and record the files ` +
-          `(the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`,
+      const phase = (name: string, ms: number | null, detail: string) => console.log(`  ${name.padEnd(24)} ${(ms === null ? 'n/a' : seconds(ms)).padStart(9)}  ${detail}`);
+      console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}; where the time went:`);
+      phase('fetch', fetchInWorkerMs, `(clone, then checkout; the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`);
+      phase('select + record files', fetchInWorkerMs === null ? null : prepare.runMs - fetchInWorkerMs, `(the rest of prepareScan; the selection alone, as the baseline timed it: ${seconds(baseline.selectMs)})`);
+      phase(
+        'analyze + persist',
+        analysisMs,
+        `(${batches.count} batches of ${BATCH_SIZE}, ${defaultScanTuning.parallelism} at once: ${seconds(batches.runMs)} of batch activities summed, queued ${seconds(batches.queueMs)}; ` +
+          `${reports.count} progress reports ${seconds(reports.runMs)}, ${tasks.count} workflow tasks ${seconds(tasks.runMs)}, ${timeline.runs} workflow run(s))`,
       );
-      console.log(
-        `  analysis ${seconds(analysisMs)}: ${batches.count} batches of ${BATCH_SIZE}, ${seconds(batches.runMs)} of batch activities summed (queued ${seconds(batches.queueMs)}), ` +
-          `${reports.count} progress reports ${seconds(reports.runMs)}, ${tasks.count} workflow tasks ${seconds(tasks.runMs)}, ${timeline.runs} workflow run(s)`,
-      );
-      console.log(`  finalizeScan ${seconds(finalize.runMs)} (marks, summary, removes the working tree); the rest ${seconds(endToEndMs - prepare.runMs - analysisMs - finalize.runMs)}`);
-      console.log(
-        `baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)} (select ${seconds(baseline.selectMs)}, read + analyze ${seconds(baseline.analyzeMs)}, persist ${seconds(baseline.persistMs)})`,
-      );
+      phase('finalize', finalize.runMs, '(fixed issues marked, summary written, the tree renamed away)');
+      phase('the rest', endToEndMs - prepare.runMs - analysisMs - finalize.runMs, '(the request, workflow start, job updates, waits between steps, polling the job)');
+      console.log(`baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)}`);
+      phase('select', baseline.selectMs, '');
+      phase('read + analyze', baseline.analyzeMs, '');
+      phase('persist', baseline.persistMs, `(in batches of ${BATCH_SIZE})`);
       console.log(
         `ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.25×); less the worker's fetch (which the baseline does not do): ${fetchInWorkerMs === null ? 'n/a' : `${((endToEndMs - fetchInWorkerMs) / baseline.ms).toFixed(2)}×`}`,
       );

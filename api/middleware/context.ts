@@ -58,7 +58,8 @@ export function bearerAuth(config: JwtSettings) {
 
 /**
  * Every mutating request, and every authorization denial, leaves one audit row. Services write
- * theirs in the transaction of their change; this writes one for requests that did not.
+ * theirs in the transaction of their change; this writes one for requests that did not. A route
+ * declared `readOnly` (a search sent as a POST) changes nothing: only its denials are recorded.
  */
 export async function auditEveryChange(ctx: AppContext, next: Next): Promise<void> {
   const audit = ctx.state.audit;
@@ -69,7 +70,8 @@ export async function auditEveryChange(ctx: AppContext, next: Next): Promise<voi
     failed = err instanceof Error ? err : new Error(String(err));
   }
   const status = failed ? ((failed as { status?: number }).status ?? 500) : ctx.status;
-  if (!audit.recorded && (mutating.has(ctx.method) || ctx.state.denied || status === 403)) {
+  const changes = mutating.has(ctx.method) && !ctx.state.readOnly;
+  if (!audit.recorded && (changes || ctx.state.denied || status === 403)) {
     const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? ctx.path;
     await audit
       .record({

@@ -87,7 +87,7 @@ export function documentsRouter(deps: AppDeps): ApiRouter {
   const maxDocuments = deps.config.INGEST_MAX_DOCUMENTS;
   const urlsBody = z
     .object({
-      // Only the length here: what is wrong with a URL is the source check's to say (422 unsafe-repository-url, with a code).
+      // Only the length here: what is wrong with a URL is the source check's to say (422 unsafe-document-url, with a code).
       urls: z.array(z.string().min(1).max(2048)).min(1).max(maxDocuments).describe('http(s) URLs of documents; their hosts must be allowlisted (INGEST_ALLOWED_HOSTS)'),
       mode: ingestMode,
     })
@@ -105,7 +105,7 @@ export function documentsRouter(deps: AppDeps): ApiRouter {
       path: '/projects/:id/documents',
       operationId: 'ingestDocuments',
       summary:
-        'Ingest documents into the project’s knowledge base, as a job: uploaded files (text, Markdown, HTML, PDF, DOCX, source; or ZIPs of them), URLs, or a text. Unsupported files answer 415 naming the file, oversized ones 413, refused URLs 422 before anything connects',
+        'Ingest documents into the project’s knowledge base, as a job: uploaded files (text, Markdown, HTML, PDF, DOCX, source; or ZIPs of them), URLs, or a text. Unsupported files answer 415 naming the file, oversized ones 413, refused URLs 422 before anything connects; 409 while another ingestion of the project is queued or running',
       tag,
       access: 'projects:write',
       params: idParams,

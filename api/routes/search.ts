@@ -30,7 +30,7 @@ const searchResults = z.object({
   mode: z.enum(searchModes),
   results: z.array(
     z.object({
-      score: z.number().describe('vector: cosine similarity; keyword: full-text rank; hybrid: reciprocal-rank fusion score. Compare within one response only'),
+      score: z.number().describe('vector: cosine similarity; keyword: full-text rank (in a large scope, chunks holding a rarer word of the query come first); hybrid: reciprocal-rank fusion score. Compare within one response only'),
       document: documentRef,
       chunk: chunkView,
     }),
@@ -94,6 +94,7 @@ export function searchRouter(deps: AppDeps): ApiRouter {
         summary: "Search the tenant's documents by meaning, by keywords, or both (hybrid); results are chunks with their document, heading path and offsets",
         tag,
         access: 'projects:read',
+        readOnly: true,
         body: searchBody,
         responses: { 200: { description: 'The best-matching chunks, best first', schema: searchResults } },
       },
@@ -107,13 +108,25 @@ export function searchRouter(deps: AppDeps): ApiRouter {
         method: 'post',
         path: '/ask',
         operationId: 'askQuestion',
-        summary:
-          "Answer a question from the tenant's documents, citing the chunks it draws on as [n]. With `Accept: text/event-stream` the answer streams as Server-Sent Events: " +
-          '`citations` ({citations}) first, then `delta` ({text}) events, then `done` (the answer as in the JSON response); `error` if the model fails midway',
+        summary: "Answer a question from the tenant's documents, citing the chunks it draws on as [n]; with `Accept: text/event-stream` the answer streams as Server-Sent Events",
         tag,
         access: 'projects:read',
+        readOnly: true,
         body: askBody,
-        responses: { 200: { description: 'The answer and its numbered sources', schema: answerView } },
+        responses: {
+          200: {
+            description: 'The answer and its numbered sources',
+            schema: answerView,
+            alternatives: {
+              'text/event-stream': z
+                .string()
+                .describe(
+                  'Server-Sent Events, each `data` a JSON object: `citations` ({citations}, as in the JSON answer) first, then `delta` ({text}) events as the model writes, ' +
+                    'then `done` (the whole answer, as in the JSON response); or `error` ({detail, requestId}) if the model fails midway. `: keep-alive` comments while idle.',
+                ),
+            },
+          },
+        },
       },
       async (ctx, { body, auth }) => {
         const request = { ...body, tenantId: auth.tenantId, actor: requesterOf(ctx) };

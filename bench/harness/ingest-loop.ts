@@ -15,8 +15,6 @@ import {
   storeVectors,
   type DocumentIdentity,
   type IngestionLlmDeps,
-  type PublishedVersion,
-  type ReplacedVersion,
   type VersionChunks,
 } from '../../services/documents/pipeline';
 
@@ -24,8 +22,8 @@ import {
  * The document ingestion pipeline as a plain in-process loop, with the pipeline's own steps and
  * no Temporal, no worker, no staging between stages (not a benchmark itself: .ci/run runs only
  * bench/*.ts). Per batch of documents, as the job divides them: open, parse and chunk each,
- * stage the chunk rows, embed every chunk of the batch in one gateway call, store the vectors,
- * publish the versions, remove what they replaced. The ingestion benchmark's baseline, and a way
+ * stage the batch's chunk rows, embed every chunk of the batch in one gateway call, store the
+ * batch's vectors, publish its versions, remove what they replaced. The ingestion benchmark's baseline, and a way
  * for tests to have stored documents without an ingestion job.
  */
 
@@ -40,9 +38,10 @@ export interface LoopResult {
   failed: number;
   chunks: number;
   ms: number;
-  /** Time per step, summed: open and parse, chunk and stage, embed, store and publish. */
+  /** Time per step, summed: open and parse, chunk, stage, embed, store and publish. */
   parseMs: number;
   chunkMs: number;
+  stageMs: number;
   embedMs: number;
   storeMs: number;
 }
@@ -50,7 +49,6 @@ export interface LoopResult {
 interface Opened {
   identity: DocumentIdentity;
   documentId: string;
-  replaced: ReplacedVersion | null;
   chunks: VersionChunks;
   tokenCount: number;
 }
@@ -62,7 +60,7 @@ export async function ingestInProcess(
   batchSize: number,
 ): Promise<LoopResult> {
   const started = performance.now();
-  const result: LoopResult = { documents: 0, failed: 0, chunks: 0, ms: 0, parseMs: 0, chunkMs: 0, embedMs: 0, storeMs: 0 };
+  const result: LoopResult = { documents: 0, failed: 0, chunks: 0, ms: 0, parseMs: 0, chunkMs: 0, stageMs: 0, embedMs: 0, storeMs: 0 };
   const parseSettings = parseSettingsOf(deps.config);
   const call: LlmCall = { tenantId: into.tenantId, projectId: into.projectId, mode: 'job' };
   for (let i = 0; i < documents.length; i += batchSize) {
@@ -87,7 +85,7 @@ export async function ingestInProcess(
       if (open.unchanged) continue;
       try {
         const { text, title } = await parseDocumentStep(parseSettings, { bytes: doc.bytes, format, name: doc.name });
-        parsed.push({ doc: { identity: { ...base, title: title ?? doc.name }, documentId: open.documentId, replaced: open.replaced }, text });
+        parsed.push({ doc: { identity: { ...base, title: title ?? doc.name }, documentId: open.documentId }, text });
       } catch (err) {
         if (!(err instanceof DocumentParseError)) throw err;
         result.failed += 1;
@@ -99,20 +97,24 @@ export async function ingestInProcess(
       const version = { tenantId: into.tenantId, projectId: into.projectId, documentId: doc.documentId, contentSha256: doc.identity.contentSha256, chunks };
       opened.push({ ...doc, chunks: version, tokenCount: chunks.reduce((n, c) => n + c.tokens, 0) });
     }
-    await stageChunks(deps.sequelize, opened.map((o) => o.chunks));
     result.chunkMs += lap();
+    await stageChunks(deps.sequelize, opened.map((o) => o.chunks));
+    result.stageMs += lap();
     const { vectors, collection } = await embedChunkTexts(deps, call, opened.flatMap((o) => o.chunks.chunks));
     result.embedMs += lap();
     let next = 0;
-    const published: PublishedVersion[] = [];
+    await storeVectors(
+      deps.vectors,
+      collection,
+      opened.map((o) => ({ version: o.chunks, points: o.chunks.chunks.map((c) => ({ chunkIndex: c.index, vector: vectors[next++] ?? [] })) })),
+    );
+    const replaced = await publishVersions(
+      deps.sequelize,
+      opened.map((o) => ({ identity: o.identity, documentId: o.documentId, chunkCount: o.chunks.chunks.length, tokenCount: o.tokenCount, collection })),
+    );
     for (const o of opened) {
-      const points = o.chunks.chunks.map((c) => ({ chunkIndex: c.index, vector: vectors[next++] ?? [] }));
-      await storeVectors(deps.vectors, collection, o.chunks, points);
-      published.push({ identity: o.identity, documentId: o.documentId, chunkCount: points.length, tokenCount: o.tokenCount, collection });
-    }
-    await publishVersions(deps.sequelize, published);
-    for (const o of opened) {
-      if (o.replaced) await removeReplacedVersion(deps, into.tenantId, o.documentId, o.replaced);
+      const version = replaced.get(o.documentId);
+      if (version) await removeReplacedVersion(deps, into.tenantId, o.documentId, version, { contentSha256: o.identity.contentSha256, collection });
     }
     result.storeMs += lap();
     result.documents += opened.length;

@@ -6,7 +6,7 @@ import type { AuditScope } from '../audit';
 import { startJob, type Idempotency } from '../jobs';
 import type { LlmJobsDeps } from '../llm-checks';
 import type { StepContext } from '../scans/pipeline';
-import { embedChunkTexts, storeVectors } from './pipeline';
+import { embedChunkTexts, storeVectors, type VersionVectors } from './pipeline';
 import { effectiveLlmSettings, embedTexts, updateLlmSettings, type EffectiveLlmSettings, type LlmCall, type LlmDeps, type StoredLlmSettings } from '../llm';
 
 /**
@@ -218,6 +218,8 @@ export async function reindexBatch(
   const discardWritten = () => deps.vectors.deleteByIds(c, { tenantId }, [...written.values()].flat());
   try {
     for await (const slice of liveChunks(deps.sequelize, documents)) {
+      // The slice's vectors go in one write, whatever documents and projects they belong to.
+      const slicePoints: VersionVectors[] = [];
       for (const run of runsOf(slice, (chunk) => chunk.projectId)) {
         const call: LlmCall = { tenantId, projectId: run[0]?.projectId, jobId: context.jobId, activity: context.activity, mode: 'job', signal: context.signal };
         const { vectors, collection } = await embedChunkTexts(deps, call, run);
@@ -231,10 +233,11 @@ export async function reindexBatch(
           const points = chunks.map((chunk, i) => ({ chunkIndex: chunk.chunkIndex, vector: vectors[at + i] ?? [] }));
           at += chunks.length;
           if (!d) continue;
-          await storeVectors(deps.vectors, c, { tenantId, projectId: d.projectId, documentId: d.id, contentSha256: d.contentSha256 }, points);
+          slicePoints.push({ version: { tenantId, projectId: d.projectId, documentId: d.id, contentSha256: d.contentSha256 }, points });
           written.get(d.id)?.push(...chunks.map((chunk) => chunk.id));
         }
       }
+      await storeVectors(deps.vectors, c, slicePoints);
       context.heartbeat?.({ cursor, chunks: [...written.values()].reduce((n, ids) => n + ids.length, 0) });
     }
   } catch (err) {

@@ -70,6 +70,20 @@ describe('what the audit log records', () => {
     expect(rows[0]).toMatchObject({ actorId: member.userId, outcome: 'failure', details: { status: 400 } });
   });
 
+  test('a search sent as a POST writes no row, while a change still writes its own', async () => {
+    const { member } = await newTenant();
+    const project = await t.post('/api/v1/projects', { name: 'searched' }, { token: member.accessToken });
+    expect(project.status).toBe(201);
+    const searched = await t.post('/api/v1/search', { query: 'backoff', projectId: project.body.id, mode: 'keyword' }, { token: member.accessToken });
+    expect(searched.status).toBe(200);
+    const refused = await t.post('/api/v1/search', { query: '' }, { token: member.accessToken });
+    expect(refused.status).toBe(400);
+
+    expect(await rowsOf(searched)).toEqual([]);
+    expect(await rowsOf(refused)).toEqual([]);
+    expect((await rowsOf(project)).map((r) => r.action)).toEqual(['project.create']);
+  });
+
   test('an authorization denial writes one row, as denied, naming the permission', async () => {
     const { viewer } = await newTenant();
     for (const [res, permission] of [

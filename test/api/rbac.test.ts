@@ -202,7 +202,7 @@ const samples: Record<string, (caller: Caller) => SampleRequest | Promise<Sample
   searchDocuments: () => ({ path: '/search', body: { query: 'rbac table', projectId } }),
   askQuestion: () => ({ path: '/ask', body: { question: 'what does the rbac table check?', projectId } }),
   // No worker runs here: each allowed call leaves a queued ingestion of a text behind.
-  ingestDocuments: () => ({ path: `/projects/${projectId}/documents`, body: { title: 'rbac', text: 'Checked by the rbac table.' } }),
+  ingestDocuments: async () => ({ path: `/projects/${await freshProject()}/documents`, body: { title: 'rbac', text: 'Checked by the rbac table.' } }),
   listProjectDocuments: () => ({ path: `/projects/${projectId}/documents` }),
   getDocument: async () => ({ path: `/documents/${await sharedDocument()}` }),
   deleteDocument: async () => ({ path: `/documents/${await freshDocument()}` }),

@@ -4,6 +4,7 @@ import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { LlmUsage } from '../../db';
 import { NOTHING_FOUND_ANSWER } from '../../services/documents/answers';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
+import { responseValidator } from '../harness/openapi-validator';
 import { parseSse } from '../harness/sse';
 
 /*
@@ -121,6 +122,10 @@ it('streams the same answer as Server-Sent Events: citations, deltas, then done'
     });
   expect(res.status).toBe(200);
   expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+  // The OpenAPI document declares the stream beside the JSON answer, and the response matches it.
+  const ask = (t.openapi as { paths: Record<string, { post: { responses: Record<string, { content: Record<string, unknown> }> } }> }).paths['/api/v1/ask'];
+  expect(Object.keys(ask?.post.responses['200']?.content ?? {}).sort()).toEqual(['application/json', 'text/event-stream']);
+  responseValidator(t.openapi)('POST', '/api/v1/ask', res.status, res.headers['content-type'] ?? '', res.body);
   const events = parseSse(res.body as string).flatMap((m) => (m.kind === 'event' ? [m] : []));
   const names = events.map((e) => e.event);
   expect(names[0]).toBe('citations');

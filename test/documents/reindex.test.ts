@@ -1,13 +1,16 @@
-import { Document, DocumentChunk, Job } from '../../db';
+import { QueryTypes } from 'sequelize';
+import { Document, DocumentChunk, IngestionItem, Job } from '../../db';
 import type { VectorCollection } from '../../lib/vector-store';
 import { AuditScope } from '../../services/audit';
+import { embeddingInputOf } from '../../services/documents/pipeline';
 import { reindexBatch, resolveReindexTarget, startReindex } from '../../services/documents/reindex';
 import { updateLlmSettings } from '../../services/llm';
 import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { registerTenant, type Member } from '../harness';
 import { standInEmbedding, startLlmStandIn, type LlmStandIn } from '../harness/llm-stand-in';
 import { createTestLlmWorker } from '../harness/worker';
-import { createProject, createSecrets, isFinished, startJobsSuite, waitForJob, waitUntil, type JobBody, type JobsSuite } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, createSecrets, holdTransaction, isFinished, startJobsSuite, waitForJob, waitUntil, type JobBody, type JobsSuite } from '../jobs/job-helpers';
+import { finalEventData, storedDocuments, uploadDocuments, type UploadPart } from './ingest-helpers';
 
 /*
  * Changing a tenant's embedding model (PUT /llm/settings) starts a `reindexDocuments` job that
@@ -108,9 +111,9 @@ describe('PUT /llm/settings with a new embedding model', () => {
     expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(chunks);
     expect(await t().vectors.count(builtin, { tenantId: owner.tenantId })).toBe(0);
     await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
-    // The new vectors are the stand-in's for each chunk's text, under the chunk's own id.
+    // The new vectors are the stand-in's for each chunk as embedded (its headings, then its text), under the chunk's own id.
     const chunk = await DocumentChunk.findOne({ where: { documentId: documents[1]?.id, chunkIndex: 1 }, rejectOnEmpty: true });
-    const [nearest] = await t().vectors.search(standInModel, standInEmbedding(chunk.text), { tenantId: owner.tenantId }, 1);
+    const [nearest] = await t().vectors.search(standInModel, standInEmbedding(embeddingInputOf(chunk)), { tenantId: owner.tenantId }, 1);
     expect(nearest).toMatchObject({ id: chunk.id, payload: { documentId: chunk.documentId, chunkIndex: 1, projectId: chunk.projectId } });
     // The other tenant's documents stay where they were.
     const theirs = await Document.findAll({ where: { tenantId: bystander.tenantId } });
@@ -193,5 +196,116 @@ describe('the reindexDocuments workflow', () => {
     expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
     expect(await t().vectors.count({ model: 'text-embedding-3-large', dimensions: 8 }, { tenantId: owner.tenantId })).toBe(0);
     expect((await Document.findAll({ where: { tenantId: owner.tenantId } })).map((d) => d.embeddingModel)).toEqual(['hashing-384', 'hashing-384', 'hashing-384']);
+  });
+});
+
+describe('an ingestion crossing a reindex', () => {
+  /** A Markdown guide of several chunks about `topic`; `edition` changes its bytes. */
+  const guide = (topic: string, edition = 1) =>
+    `# The ${topic} guide, edition ${edition}\n\n${[1, 2, 3]
+      .map((n) => `## ${topic} ${n}\n\nThe ${topic} service answers within a second in edition ${edition}. Operators page the on-call engineer when it does not, and the incident is reviewed.\n`)
+      .join('\n')}`;
+
+  /**
+   * Uploads `parts` and holds the ingestion between embedding and storing while `meanwhile` runs:
+   * the stand-in answers its embedding call late, and by then a transaction holds the job's items,
+   * so the embedding step (which embedded with the model of before) cannot commit, nor storing
+   * start, until `meanwhile` is done. Returns the finished ingestion job.
+   */
+  async function ingestHeldAcross(owner: Member, projectId: string, parts: UploadPart[], meanwhile: () => Promise<void>): Promise<JobBody> {
+    standIn.requests.length = 0;
+    standIn.script({ status: 200, delayMs: 3000 });
+    const upload = await uploadDocuments(t(), owner.accessToken, projectId, parts);
+    expect(upload.status).toBe(202);
+    const jobId = (upload.body as JobBody).id;
+    await waitUntil('the ingestion calls the embedding model', () => Promise.resolve(standIn.requests.some((r) => r.path.endsWith('/embeddings'))));
+    const lock = await holdTransaction(async (client) => {
+      await client.query('SELECT 1 FROM ingestion_items WHERE job_id = $1 FOR UPDATE', [jobId]);
+    });
+    try {
+      await waitUntil('the embedding step waits to commit', async () => (await backendsBlockedBy(t().sequelize, lock.pid)) > 0);
+      expect(await IngestionItem.count({ where: { jobId, state: 'chunked' } })).toBe(parts.length);
+      await meanwhile();
+    } finally {
+      await lock.release();
+    }
+    return waitForJob(t(), owner.accessToken, jobId, isFinished, 'the ingestion');
+  }
+
+  /** Stores `name` (version `edition` of the `topic` guide) with the tenant's embedding model now, as the pipeline's steps do. */
+  async function storeGuide(owner: Member, projectId: string, name: string, topic: string): Promise<void> {
+    expect(await ingestInProcess(deps(), { tenantId: owner.tenantId, projectId }, [{ name, bytes: Buffer.from(guide(topic)) }], 10)).toMatchObject({ documents: 1, failed: 0 });
+  }
+
+  test('a version it replaces that a reindex moved meanwhile leaves no vectors behind in the collection the reindex moved it to', async () => {
+    const owner = await registerTenant(t(), 'crossing-moved');
+    const project = await createProject(t(), owner.accessToken, 'crossing-moved');
+    await storeGuide(owner, project.id, 'billing.md', 'billing');
+    const [v1] = await Document.findAll({ where: { projectId: project.id } });
+    expect(v1).toMatchObject({ embeddingModel: builtin.model });
+    // The model changes; the reindex of it runs while a new version of the document, embedded with the new model, waits to be stored.
+    await updateLlmSettings(deps(), auditOf(owner), owner.tenantId, await standInSettings(owner), `user:${owner.userId}`);
+    const job = await ingestHeldAcross(owner, project.id, [{ name: 'billing.md', content: guide('billing', 2), type: 'text/markdown' }], async () => {
+      const { job: reindex } = await startReindex(deps(), auditOf(owner), { tenantId: owner.tenantId, requestedBy: `user:${owner.userId}` });
+      expect(await finished(reindex, owner)).toMatchObject({ status: 'completed', counters: { documentsReindexed: 1 } });
+      // The stored version is in the new collection now, where the ingestion's new version goes too.
+      expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(v1?.chunkCount);
+    });
+    expect(job).toMatchObject({ status: 'completed', counters: { documentsStored: 1, documentsFailed: 0 } });
+
+    const v2 = await Document.findOne({ where: { projectId: project.id }, rejectOnEmpty: true });
+    expect(v2).toMatchObject({ status: 'stored', embeddingModel: standInModel.model, embeddingDimensions: standInModel.dimensions });
+    expect(v2.contentSha256).not.toBe(v1?.contentSha256);
+    // Only the new version's chunks and vectors: the replaced one's went from the collection it was in when replaced.
+    expect(await storedDocuments(t(), owner.tenantId, project.id)).toMatchObject({ 'billing.md': { liveChunks: v2.chunkCount, allChunks: v2.chunkCount, vectors: v2.chunkCount } });
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(v2.chunkCount);
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
+  });
+
+  test('versions embedded with the model of before a reindex fail, saying why, with nothing of them left; ingested again they are stored with the new model', async () => {
+    const owner = await registerTenant(t(), 'crossing-stale');
+    const project = await createProject(t(), owner.accessToken, 'crossing-stale');
+    await updateLlmSettings(deps(), auditOf(owner), owner.tenantId, await standInSettings(owner), `user:${owner.userId}`);
+    await storeGuide(owner, project.id, 'billing.md', 'billing');
+    const v1 = await Document.findOne({ where: { projectId: project.id }, rejectOnEmpty: true });
+    expect(v1).toMatchObject({ embeddingModel: standInModel.model });
+    const parts: UploadPart[] = [
+      { name: 'billing.md', content: guide('billing', 2), type: 'text/markdown' },
+      { name: 'scheduling.md', content: guide('scheduling'), type: 'text/markdown' },
+    ];
+    // Embedded with the stand-in's model; before they are stored, the tenant goes back to the built-in one and its documents are reindexed.
+    const job = await ingestHeldAcross(owner, project.id, parts, async () => {
+      const put = await t().put('/api/v1/llm/settings', {}, { token: owner.accessToken });
+      expect(await finished(put.body.reindexJob, owner)).toMatchObject({ status: 'completed', counters: { documentsReindexed: 1 } });
+    });
+    expect(job).toMatchObject({ status: 'completed', counters: { documentsStored: 0, documentsFailed: 2 } });
+    const reason = `Not stored: embedded with ${standInModel.model}, but the tenant's embedding model changed to ${builtin.model} while this ingestion ran. Ingest the document again to store it with ${builtin.model}.`;
+    expect(await finalEventData(job.id)).toMatchObject({
+      failed: [
+        { sourceKey: 'billing.md', error: reason },
+        { sourceKey: 'scheduling.md', error: reason },
+      ],
+    });
+    // The stored version stays live, reindexed; the new document failed; nothing of the versions not stored is left, staged vectors included.
+    expect(await storedDocuments(t(), owner.tenantId, project.id)).toEqual({
+      'billing.md': expect.objectContaining({ status: 'stored', liveChunks: v1.chunkCount, allChunks: v1.chunkCount, vectors: v1.chunkCount }),
+      'scheduling.md': expect.objectContaining({ status: 'failed', allChunks: 0, vectors: 0 }),
+    });
+    expect(await Document.findOne({ where: { projectId: project.id, sourceKey: 'billing.md' }, rejectOnEmpty: true })).toMatchObject({ contentSha256: v1.contentSha256, embeddingModel: builtin.model });
+    expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
+    const [staged] = await t().sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM ingestion_vectors WHERE job_id = :jobId', { replacements: { jobId: job.id }, type: QueryTypes.SELECT });
+    expect(staged?.n).toBe(0);
+
+    const again = await uploadDocuments(t(), owner.accessToken, project.id, parts);
+    expect(await waitForJob(t(), owner.accessToken, (again.body as JobBody).id, isFinished, 'the ingestion again')).toMatchObject({
+      status: 'completed',
+      counters: { documentsStored: 2, documentsFailed: 0 },
+    });
+    const stored = await Document.findAll({ where: { projectId: project.id } });
+    expect(stored.map((d) => [d.status, d.embeddingModel])).toEqual([
+      ['stored', builtin.model],
+      ['stored', builtin.model],
+    ]);
+    await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
   });
 });

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { ingestInProcess } from '../../bench/harness/ingest-loop';
+import { QueryTypes } from 'sequelize';
 import { Document } from '../../db';
+import { keywordCandidates, type QueryTerm } from '../../services/documents/search';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { addMember } from '../harness/members';
 
@@ -166,4 +168,57 @@ it('lets a viewer search, and validates the request', async () => {
     expect(res.status).toBe(400);
     expect(res.body.type).toBe('/problems/validation-error');
   }
+});
+
+describe('keyword candidates at scale', () => {
+  /** Three words, as the planner's statistics see them: one rare, two found in a third and a half of the chunks. */
+  const terms: QueryTerm[] = [
+    { lexeme: 'job', frequency: 0.5 },
+    { lexeme: 'backoff', frequency: 0 },
+    { lexeme: 'retri', frequency: 0.3 },
+  ];
+  const passages = [
+    'Exponential backoff between attempts.',
+    'A failed job is retried.',
+    'Every job has an id.',
+    'Retrying is what operators do.',
+    'The vault rotates passwords.',
+  ];
+
+  /** Which of the passages each candidate tsquery matches, by Postgres's own full-text matching. */
+  async function matchesOf(queries: string[]): Promise<number[][]> {
+    const matched: number[][] = [];
+    for (const query of queries) {
+      const rows = await t.sequelize.query<{ i: number }>(
+        "SELECT i::int FROM unnest(ARRAY[:passages]::text[]) WITH ORDINALITY AS p(text, i) WHERE to_tsvector('english', p.text) @@ CAST(:query AS tsquery) ORDER BY i",
+        { replacements: { passages, query }, type: QueryTypes.SELECT },
+      );
+      matched.push(rows.map((r) => r.i - 1));
+    }
+    return matched;
+  }
+
+  it('ranks every chunk holding any word at once in a scope within the budget', async () => {
+    const queries = keywordCandidates(terms, 1000, 1000);
+    expect(queries).toHaveLength(1);
+    expect(await matchesOf(queries)).toEqual([[0, 1, 2, 3]]);
+  });
+
+  it('beyond it, ranks the chunks holding the rarest words first, then widens, never ranking a chunk twice', async () => {
+    // 10,000 chunks: "backoff" is estimated in none, "retri" in 3,000, "job" in 5,000.
+    const queries = keywordCandidates(terms, 10_000, 1000);
+    expect(queries).toHaveLength(3);
+    expect(await matchesOf(queries)).toEqual([[0], [1, 3], [2]]);
+  });
+
+  it('quotes every lexeme, whatever it holds', async () => {
+    for (const lexeme of ["o'brien\\x", 'a:b|c&!d', '(x)']) {
+      const [query] = keywordCandidates([{ lexeme, frequency: 0 }], 1, 1000);
+      const [row] = await t.sequelize.query<{ holds: boolean; lacks: boolean }>(
+        'SELECT array_to_tsvector(ARRAY[:lexeme]) @@ CAST(:query AS tsquery) AS holds, array_to_tsvector(ARRAY[:other]) @@ CAST(:query AS tsquery) AS lacks',
+        { replacements: { lexeme, other: 'other', query }, type: QueryTypes.SELECT },
+      );
+      expect(row).toEqual({ holds: true, lacks: false });
+    }
+  });
 });

@@ -73,11 +73,11 @@ describe('recorded workflow histories', () => {
       expect(activities).toEqual(expect.arrayContaining(['markJobRunning', 'prepareScan', 'planScanReview', 'recordStageSkipped', 'finalizeScan', 'finishJob']));
     }
     if (name === 'deleteProject-completed') {
-      // Recorded with the patched scan-data kinds (the histories before them are kept beside it): issues, scans and blobs deleted in batches too.
+      // Recorded with the patched scan-data and document kinds (the histories before them are kept beside it): issues, scans, blobs and documents deleted in batches too.
       expect(events.flatMap((e) => e.markerRecordedEventAttributes?.markerName ?? [])).toContain('core_patch');
-      expect(activities.filter((a) => a === 'countProjectData')).toHaveLength(4);
-      // Jobs and issues two batches each, the scan and the blob one each.
-      expect(activities.filter((a) => a === 'deleteProjectDataBatch')).toHaveLength(6);
+      expect(activities.filter((a) => a === 'countProjectData')).toHaveLength(5);
+      // Jobs, issues and documents two batches each, the scan and the blob one each.
+      expect(activities.filter((a) => a === 'deleteProjectDataBatch')).toHaveLength(8);
     }
     if (name === 'deleteProject-cancelled') {
       // Cancelled mid-batch: the cleanup in the non-cancellable scope is in the reference.
