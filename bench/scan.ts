@@ -200,6 +200,9 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
           }
         }
       }, 100);
+      // What was written so far (the corpus's half gigabyte above all) goes to disk now, not (30 s
+      // later, by the kernel's writeback) during the scan's fetch, which writes as much again.
+      await execFileAsync('sync');
       const started = performance.now();
       const job = await jobEnd(api, await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } }));
       const endToEndMs = performance.now() - started;
@@ -211,6 +214,8 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
       const timeline = await workflowTimeline(temporal, job.workflowId);
       // The worker deletes the scan's tree after the job ends (a detached rm): the baseline starts once it is gone, not slowed by it.
       while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
+      // Nor by the writeback of what the scan wrote.
+      await execFileAsync('sync');
 
       // The baseline, over the same tree (the corpus's working tree), into the other project.
       const baselineRow = await Scan.create({
@@ -233,6 +238,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
         maxBytes: config.SCAN_MAX_REPOSITORY_BYTES,
       });
       const fetchMs = performance.now() - fetchStarted;
+      await execFileAsync('sync'); // the fetch's writeback is not the plain clone's
       fetchStarted = performance.now();
       await plainClone(corpus.url, path.join(fetchDest, 'plain'));
       const plainCloneMs = performance.now() - fetchStarted;
