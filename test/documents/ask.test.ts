@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Op } from 'sequelize';
 import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { LlmUsage } from '../../db';
-import { NOTHING_FOUND_ANSWER } from '../../services/documents/answers';
+import { NOTHING_FOUND_ANSWER, type Citation } from '../../services/documents/answers';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { responseValidator } from '../harness/openapi-validator';
 import { parseSse } from '../harness/sse';
@@ -41,18 +41,6 @@ let outsider: Member;
 let projectId: string;
 let emptyProjectId: string;
 
-interface CitationBody {
-  n: number;
-  chunkId: string;
-  documentId: string;
-  title: string;
-  sourceKey: string;
-  headingPath: string[];
-  text: string;
-  start: number;
-  end: number;
-}
-
 async function newProject(as: Member, label: string): Promise<string> {
   return (await t.post('/api/v1/projects', { name: `${label} ${randomUUID()}` }, { token: as.accessToken })).body.id;
 }
@@ -82,7 +70,7 @@ function quotedSentences(answer: string): Array<{ sentence: string; n: number }>
 }
 
 /** Every sentence the answer quotes comes, word for word, from the chunk its marker names. */
-function expectFaithfulCitations(answer: string, citations: CitationBody[]): void {
+function expectFaithfulCitations(answer: string, citations: Citation[]): void {
   const quoted = quotedSentences(answer);
   expect(quoted.length).toBeGreaterThan(0);
   expect(quoted.map((q) => q.sentence).join(' ')).toBe(collapseSpaces(answer.replace(/\s\[\d+\]/g, '')));
@@ -97,7 +85,7 @@ it('answers from the documents, citing the chunks each quoted sentence comes fro
   const res = await t.post('/api/v1/ask', { question: 'How long does a failed job wait before it is retried?', projectId }, { token: admin.accessToken });
   expect(res.status).toBe(200);
   expect(res.body).toMatchObject({ provider: 'builtin', model: 'extractive' });
-  const citations = res.body.citations as CitationBody[];
+  const citations = res.body.citations as Citation[];
   expect(citations.map((c) => c.n)).toEqual(citations.map((_, i) => i + 1));
   expect(citations[0]).toMatchObject({ sourceKey: 'handbook.md', title: 'Operations handbook', headingPath: ['Operations handbook', 'Retrying failed jobs'] });
   for (const c of citations) expect(handbook.includes(c.text) || cache.includes(c.text)).toBe(true);
@@ -133,8 +121,8 @@ it('streams the same answer as Server-Sent Events: citations, deltas, then done'
   expect(names.slice(1, -1).every((name) => name === 'delta')).toBe(true);
   expect(names.length).toBeGreaterThan(2);
 
-  const citations = (JSON.parse(events[0]?.data ?? '{}') as { citations: CitationBody[] }).citations;
-  const done = JSON.parse(events.at(-1)?.data ?? '{}') as { answer: string; citations: CitationBody[] };
+  const citations = (JSON.parse(events[0]?.data ?? '{}') as { citations: Citation[] }).citations;
+  const done = JSON.parse(events.at(-1)?.data ?? '{}') as { answer: string; citations: Citation[] };
   const streamed = events.slice(1, -1).map((e) => (JSON.parse(e.data) as { text: string }).text).join('');
   expect(streamed).toBe(done.answer);
   expect(done.citations).toEqual(citations);
@@ -160,7 +148,7 @@ it("cites only the asking tenant's documents, and answers 404 for another tenant
   const res = await t.post('/api/v1/ask', { question: 'Are failed jobs retried by hand or with backoff?' }, { token: admin.accessToken });
   expect(res.status).toBe(200);
   expect(res.body.citations.length).toBeGreaterThan(0);
-  expect(res.body.citations.filter((c: CitationBody) => c.sourceKey === 'theirs.md')).toEqual([]);
+  expect(res.body.citations.filter((c: Citation) => c.sourceKey === 'theirs.md')).toEqual([]);
   expect(res.body.answer).not.toContain('by hand');
 
   const theirs = await t.post('/api/v1/ask', { question: 'How are failed jobs retried?', projectId }, { token: outsider.accessToken });
