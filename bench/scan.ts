@@ -16,35 +16,25 @@ import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { createApp } from '../api/app';
 import { Scan } from '../db';
 import { analyzeSource } from '../lib/analyzers';
-import { createBlobStore } from '../lib/blob-store';
-import { createVectorStore } from '../lib/vector-store';
 import type { Config } from '../lib/config';
 import { selectFiles } from '../lib/file-selection';
 import { fetchGitRepository } from '../lib/git-fetch';
-import { createLogger } from '../lib/logger';
-import { createMailer } from '../lib/mailer';
 import { checkRemoteUrl } from '../lib/net-guard';
-import { connectTemporal } from '../lib/temporal';
-import { listenForJobEvents } from '../services/job-event-stream';
 import { defaultScanTuning } from '../services/scans';
 import { codeContextOf, upsertIssues, type IssueInput } from '../services/scans/pipeline';
-import { runEntry } from '../test/harness/processes';
-import { withBenchDatabase } from './harness';
-import { apiAt, jobEnd, type JobView } from './harness/api';
+import { jobEnd, type JobView } from './harness/api';
 import { buildNodeModulesCorpus, type Corpus } from './harness/corpus';
 import { withBenchTemporal } from './harness/temporal';
 import { workflowTimeline } from './harness/timeline';
-import { procStatus, resetPeakRss, stopWorker } from './harness/worker-process';
+import { withBenchPlatform } from './harness/platform';
+import { procStatus } from './harness/worker-process';
 
 const execFileAsync = promisify(execFile);
 const quick = process.argv.includes('--quick');
@@ -53,7 +43,6 @@ const targetFiles = quick ? 2_000 : 50_000;
 /** The scan's default batch size: the baseline persists in batches of the same size. */
 const BATCH_SIZE = defaultScanTuning.batchSize;
 const MAX_FILE_BYTES = 1024 * 1024;
-const password = 'correct horse battery staple 42!';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const perSecond = (count: number, ms: number) => `${((count / ms) * 1000).toFixed(0)} files/s`;
@@ -158,146 +147,116 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
     BCRYPT_COST: '4',
     LOG_LEVEL: 'silent',
   };
-  await withBenchDatabase(env, async ({ dir, config, sequelize }) => {
-    const logger = createLogger({ level: 'silent' });
-    const temporal = await connectTemporal(config);
-    const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
-    const jobEvents = await listenForJobEvents(config, logger);
-    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs: createBlobStore(config), vectors: createVectorStore(config) });
-    const server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    const worker = runEntry('workers/main.ts', { ...env, DATABASE_URL: config.DATABASE_URL, AUDITFLOW_DATA_DIR: config.AUDITFLOW_DATA_DIR, LOG_LEVEL: 'info' });
-    try {
-      await worker.waitFor(/"msg":"worker started"/, 120_000);
-      const pid = worker.child.pid ?? 0;
-      const startupPeak = procStatus(pid, 'VmHWM');
-      const peakReset = resetPeakRss(pid);
+  await withBenchPlatform(env, async ({ dir, config, sequelize, temporal, api, tenantId, worker, pid, startupPeak, peakReset }) => {
+    const project = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned through the API' });
+    const baselineProject = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned by the baseline loop' });
 
-      const api = apiAt(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-      const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
-        email: 'bench@example.test',
-        password,
-        name: 'Bench',
-        tenantName: 'Bench org',
-      });
-      api.token = registered.accessToken;
-      const project = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned through the API' });
-      const baselineProject = await api.call<{ id: string }>('POST', '/projects', { name: 'scanned by the baseline loop' });
-
-      // End to end: the request, the workflow, the worker, until the job is seen finished.
-      const rssAtStart = procStatus(pid, 'VmRSS');
-      // The worker's RSS over time, and when its fetch ended: the workspace's ready marker holds that time.
-      const rssSamples: Array<{ at: number; rss: number }> = [];
-      let fetchedAt: number | undefined;
-      const workspaces = path.join(config.AUDITFLOW_DATA_DIR, 'workspaces');
-      const sampler = setInterval(() => {
-        rssSamples.push({ at: Date.now(), rss: procStatus(pid, 'VmRSS') ?? 0 });
-        if (fetchedAt === undefined) {
-          for (const scanDir of existsSync(workspaces) ? readdirSync(workspaces) : []) {
-            const marker = readIfThere(path.join(workspaces, scanDir, '.auditflow-ready'));
-            if (marker) fetchedAt = Date.parse(marker);
-          }
+    // End to end: the request, the workflow, the worker, until the job is seen finished.
+    const rssAtStart = procStatus(pid, 'VmRSS');
+    // The worker's RSS over time, and when its fetch ended: the workspace's ready marker holds that time.
+    const rssSamples: Array<{ at: number; rss: number }> = [];
+    let fetchedAt: number | undefined;
+    const workspaces = path.join(config.AUDITFLOW_DATA_DIR, 'workspaces');
+    const sampler = setInterval(() => {
+      rssSamples.push({ at: Date.now(), rss: procStatus(pid, 'VmRSS') ?? 0 });
+      if (fetchedAt === undefined) {
+        for (const scanDir of existsSync(workspaces) ? readdirSync(workspaces) : []) {
+          const marker = readIfThere(path.join(workspaces, scanDir, '.auditflow-ready'));
+          if (marker) fetchedAt = Date.parse(marker);
         }
-      }, 100);
-      // What was written so far (the corpus's half gigabyte above all) goes to disk now, not (30 s
-      // later, by the kernel's writeback) during the scan's fetch, which writes as much again.
-      await execFileAsync('sync');
-      const started = performance.now();
-      const job = await jobEnd(api, await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } }));
-      const endToEndMs = performance.now() - started;
-      clearInterval(sampler);
-      const scanPeak = peakReset ? procStatus(pid, 'VmHWM') : null;
-      if (job.status !== 'completed') throw new Error(`the scan job ended ${job.status}: ${job.error?.message ?? ''}\n${worker.output().slice(-4000)}`);
-      const listed = await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`);
-      const scan = await api.call<ScanView>('GET', `/scans/${listed.items[0]?.id ?? ''}`);
-      const timeline = await workflowTimeline(temporal, job.workflowId);
-      // The worker deletes the scan's tree after the job ends (a detached rm): the baseline starts once it is gone, not slowed by it.
-      while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
-      // Nor by the writeback of what the scan wrote.
-      await execFileAsync('sync');
+      }
+    }, 100);
+    // What was written so far (the corpus's half gigabyte above all) goes to disk now, not (30 s
+    // later, by the kernel's writeback) during the scan's fetch, which writes as much again.
+    await execFileAsync('sync');
+    const started = performance.now();
+    const job = await jobEnd(api, await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url } }));
+    const endToEndMs = performance.now() - started;
+    clearInterval(sampler);
+    const scanPeak = peakReset ? procStatus(pid, 'VmHWM') : null;
+    if (job.status !== 'completed') throw new Error(`the scan job ended ${job.status}: ${job.error?.message ?? ''}\n${worker.output().slice(-4000)}`);
+    const listed = await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`);
+    const scan = await api.call<ScanView>('GET', `/scans/${listed.items[0]?.id ?? ''}`);
+    const timeline = await workflowTimeline(temporal, job.workflowId);
+    // The worker deletes the scan's tree after the job ends (a detached rm): the baseline starts once it is gone, not slowed by it.
+    while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
+    // Nor by the writeback of what the scan wrote.
+    await execFileAsync('sync');
 
-      // The baseline, over the same tree (the corpus's working tree), into the other project.
-      const baselineRow = await Scan.create({
-        id: randomUUID(),
-        tenantId: registered.tenant.id,
-        projectId: baselineProject.id,
-        jobId: null,
-        source: { type: 'git', url: corpus.url },
-        mode: 'full',
-        baseScanId: null,
-      });
-      const baseline = await baselineScan(sequelize, config, baselineRow, corpus.root);
+    // The baseline, over the same tree (the corpus's working tree), into the other project.
+    const baselineRow = await Scan.create({
+      id: randomUUID(),
+      tenantId,
+      projectId: baselineProject.id,
+      jobId: null,
+      source: { type: 'git', url: corpus.url },
+      mode: 'full',
+      baseScanId: null,
+    });
+    const baseline = await baselineScan(sequelize, config, baselineRow, corpus.root);
 
-      // The fetch alone, as the worker does it (lib/git-fetch), and a plain shallow clone of the same.
-      const fetchDest = await mkdtemp(path.join(dir, 'fetch-'));
-      let fetchStarted = performance.now();
-      await fetchGitRepository(await checkRemoteUrl(corpus.url, { allowedHosts: [], fileRoots: [reposRoot] }), {
-        dest: path.join(fetchDest, 'tree'),
-        timeoutMs: 3_600_000,
-        maxBytes: config.SCAN_MAX_REPOSITORY_BYTES,
-      });
-      const fetchMs = performance.now() - fetchStarted;
-      await execFileAsync('sync'); // the fetch's writeback is not the plain clone's
-      fetchStarted = performance.now();
-      await plainClone(corpus.url, path.join(fetchDest, 'plain'));
-      const plainCloneMs = performance.now() - fetchStarted;
-      await rm(fetchDest, { recursive: true, force: true });
+    // The fetch alone, as the worker does it (lib/git-fetch), and a plain shallow clone of the same.
+    const fetchDest = await mkdtemp(path.join(dir, 'fetch-'));
+    let fetchStarted = performance.now();
+    await fetchGitRepository(await checkRemoteUrl(corpus.url, { allowedHosts: [], fileRoots: [reposRoot] }), {
+      dest: path.join(fetchDest, 'tree'),
+      timeoutMs: 3_600_000,
+      maxBytes: config.SCAN_MAX_REPOSITORY_BYTES,
+    });
+    const fetchMs = performance.now() - fetchStarted;
+    await execFileAsync('sync'); // the fetch's writeback is not the plain clone's
+    fetchStarted = performance.now();
+    await plainClone(corpus.url, path.join(fetchDest, 'plain'));
+    const plainCloneMs = performance.now() - fetchStarted;
+    await rm(fetchDest, { recursive: true, force: true });
 
-      const rules = await findingsByRule(sequelize, project.id);
-      const sameIssues = (await issueIdentities(sequelize, project.id)).join('\n') === (await issueIdentities(sequelize, baselineProject.id)).join('\n');
-      const findings = rules.reduce((n, r) => n + r.n, 0);
-      const step = (name: string) => timeline.steps.get(name) ?? { count: 0, runMs: 0, queueMs: 0, from: 0, to: 0 };
-      const batches = step('analyzeScanBatch');
-      const prepare = step('prepareScan');
-      const finalize = step('finalizeScan');
-      const reports = step('reportJobProgress');
-      const tasks = step('workflow task');
-      const analysisMs = batches.to - batches.from;
-      const fetchInWorkerMs = fetchedAt === undefined ? null : fetchedAt - prepare.from;
-      const peakIn = (from: number, to: number) => rssSamples.filter((r) => r.at >= from && r.at <= to).reduce((m, r) => Math.max(m, r.rss), 0);
-      const mb = (bytes: number | null) => (bytes === null ? 'n/a' : mib(bytes));
+    const rules = await findingsByRule(sequelize, project.id);
+    const sameIssues = (await issueIdentities(sequelize, project.id)).join('\n') === (await issueIdentities(sequelize, baselineProject.id)).join('\n');
+    const findings = rules.reduce((n, r) => n + r.n, 0);
+    const step = (name: string) => timeline.steps.get(name) ?? { count: 0, runMs: 0, queueMs: 0, from: 0, to: 0 };
+    const batches = step('analyzeScanBatch');
+    const prepare = step('prepareScan');
+    const finalize = step('finalizeScan');
+    const reports = step('reportJobProgress');
+    const tasks = step('workflow task');
+    const analysisMs = batches.to - batches.from;
+    const fetchInWorkerMs = fetchedAt === undefined ? null : fetchedAt - prepare.from;
+    const peakIn = (from: number, to: number) => rssSamples.filter((r) => r.at >= from && r.at <= to).reduce((m, r) => Math.max(m, r.rss), 0);
+    const mb = (bytes: number | null) => (bytes === null ? 'n/a' : mib(bytes));
 
-      console.log(`repository scan, ${quick ? 'quick' : 'full'} run`);
-      console.log(
-        `corpus: ${thousands(corpus.files)} files, ${mib(corpus.bytes)} (${corpus.packages} packages of node_modules` +
-          `${corpus.copies > 1 ? `, node_modules copied ${corpus.copies} times, the last partly` : ''}; symlinks and files over ${mib(MAX_FILE_BYTES)} left out), one git commit`,
-      );
-      console.log(`  selected and analyzed: ${thousands(scan.filesAnalyzed)} of ${thousands(scan.filesTotal)} files (${mib(baseline.bytes)}), ${thousands(scan.filesSkipped)} paths skipped, ${scan.warnings.length} warnings`);
-      const phase = (name: string, ms: number | null, detail: string) => console.log(`  ${name.padEnd(24)} ${(ms === null ? 'n/a' : seconds(ms)).padStart(9)}  ${detail}`);
-      console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}; where the time went:`);
-      phase('fetch', fetchInWorkerMs, `(clone, then checkout; the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`);
-      phase('select + record files', fetchInWorkerMs === null ? null : prepare.runMs - fetchInWorkerMs, `(the rest of prepareScan; the selection alone, as the baseline timed it: ${seconds(baseline.selectMs)})`);
-      phase(
-        'analyze + persist',
-        analysisMs,
-        `(${batches.count} batches of ${BATCH_SIZE}, ${defaultScanTuning.parallelism} at once: ${seconds(batches.runMs)} of batch activities summed, queued ${seconds(batches.queueMs)}; ` +
-          `${reports.count} progress reports ${seconds(reports.runMs)}, ${tasks.count} workflow tasks ${seconds(tasks.runMs)}, ${timeline.runs} workflow run(s))`,
-      );
-      phase('finalize', finalize.runMs, '(fixed issues marked, summary written, the tree renamed away)');
-      phase('the rest', endToEndMs - prepare.runMs - analysisMs - finalize.runMs, '(the request, workflow start, job updates, waits between steps, polling the job)');
-      console.log(`baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)}`);
-      phase('select', baseline.selectMs, '');
-      phase('read + analyze', baseline.analyzeMs, '');
-      phase('persist', baseline.persistMs, `(in batches of ${BATCH_SIZE})`);
-      console.log(
-        `ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.25×); less the worker's fetch (which the baseline does not do): ${fetchInWorkerMs === null ? 'n/a' : `${((endToEndMs - fetchInWorkerMs) / baseline.ms).toFixed(2)}×`}`,
-      );
-      console.log(`findings: ${thousands(findings)}${sameIssues ? ', the same issues as the baseline’s' : ' — NOT the baseline’s issues'}; per rule (top 20):`);
-      for (const r of rules.slice(0, 20)) console.log(`  ${r.rule.padEnd(36)} ${String(r.n).padStart(7)}`);
-      console.log(
-        `worker peak RSS during the scan: ${mb(scanPeak ?? peakIn(0, Infinity))}${scanPeak === null ? ' (sampled every 100 ms)' : ''} (goal ≤ 512 MiB at 50k files); ` +
-          `${mb(rssAtStart)} when the scan started, ${mb(startupPeak)} peak at start-up (workflow bundling); ` +
-          `sampled peaks: prepareScan ${mb(peakIn(prepare.from, prepare.to))}, analysis ${mb(peakIn(batches.from, batches.to))}, finalizeScan ${mb(peakIn(finalize.from, finalize.to))}`,
-      );
-      if (!sameIssues || baseline.files !== scan.filesAnalyzed) throw new Error('the scan and the baseline disagree: see above');
-    } finally {
-      await stopWorker(worker);
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      mailer.close();
-      await jobEvents.close();
-      await temporal.connection.close();
-    }
+    console.log(`repository scan, ${quick ? 'quick' : 'full'} run`);
+    console.log(
+      `corpus: ${thousands(corpus.files)} files, ${mib(corpus.bytes)} (${corpus.packages} packages of node_modules` +
+        `${corpus.copies > 1 ? `, node_modules copied ${corpus.copies} times, the last partly` : ''}; symlinks and files over ${mib(MAX_FILE_BYTES)} left out), one git commit`,
+    );
+    console.log(`  selected and analyzed: ${thousands(scan.filesAnalyzed)} of ${thousands(scan.filesTotal)} files (${mib(baseline.bytes)}), ${thousands(scan.filesSkipped)} paths skipped, ${scan.warnings.length} warnings`);
+    const phase = (name: string, ms: number | null, detail: string) => console.log(`  ${name.padEnd(24)} ${(ms === null ? 'n/a' : seconds(ms)).padStart(9)}  ${detail}`);
+    console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}; where the time went:`);
+    phase('fetch', fetchInWorkerMs, `(clone, then checkout; the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`);
+    phase('select + record files', fetchInWorkerMs === null ? null : prepare.runMs - fetchInWorkerMs, `(the rest of prepareScan; the selection alone, as the baseline timed it: ${seconds(baseline.selectMs)})`);
+    phase(
+      'analyze + persist',
+      analysisMs,
+      `(${batches.count} batches of ${BATCH_SIZE}, ${defaultScanTuning.parallelism} at once: ${seconds(batches.runMs)} of batch activities summed, queued ${seconds(batches.queueMs)}; ` +
+        `${reports.count} progress reports ${seconds(reports.runMs)}, ${tasks.count} workflow tasks ${seconds(tasks.runMs)}, ${timeline.runs} workflow run(s))`,
+    );
+    phase('finalize', finalize.runMs, '(fixed issues marked, summary written, the tree renamed away)');
+    phase('the rest', endToEndMs - prepare.runMs - analysisMs - finalize.runMs, '(the request, workflow start, job updates, waits between steps, polling the job)');
+    console.log(`baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)}`);
+    phase('select', baseline.selectMs, '');
+    phase('read + analyze', baseline.analyzeMs, '');
+    phase('persist', baseline.persistMs, `(in batches of ${BATCH_SIZE})`);
+    console.log(
+      `ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.25×); less the worker's fetch (which the baseline does not do): ${fetchInWorkerMs === null ? 'n/a' : `${((endToEndMs - fetchInWorkerMs) / baseline.ms).toFixed(2)}×`}`,
+    );
+    console.log(`findings: ${thousands(findings)}${sameIssues ? ', the same issues as the baseline’s' : ' — NOT the baseline’s issues'}; per rule (top 20):`);
+    for (const r of rules.slice(0, 20)) console.log(`  ${r.rule.padEnd(36)} ${String(r.n).padStart(7)}`);
+    console.log(
+      `worker peak RSS during the scan: ${mb(scanPeak ?? peakIn(0, Infinity))}${scanPeak === null ? ' (sampled every 100 ms)' : ''} (goal ≤ 512 MiB at 50k files); ` +
+        `${mb(rssAtStart)} when the scan started, ${mb(startupPeak)} peak at start-up (workflow bundling); ` +
+        `sampled peaks: prepareScan ${mb(peakIn(prepare.from, prepare.to))}, analysis ${mb(peakIn(batches.from, batches.to))}, finalizeScan ${mb(peakIn(finalize.from, finalize.to))}`,
+    );
+    if (!sameIssues || baseline.files !== scan.filesAnalyzed) throw new Error('the scan and the baseline disagree: see above');
   });
 }
 

@@ -1,0 +1,78 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { createApp } from '../../api/app';
+import { createBlobStore, type BlobStore } from '../../lib/blob-store';
+import { createLogger } from '../../lib/logger';
+import { createMailer } from '../../lib/mailer';
+import { connectTemporal } from '../../lib/temporal';
+import { createVectorStore, type VectorStore } from '../../lib/vector-store';
+import { listenForJobEvents } from '../../services/job-event-stream';
+import { runEntry, type RunningEntry } from '../../test/harness/processes';
+import { withBenchDatabase, type BenchServices } from './index';
+import { apiAt, type Api } from './api';
+import { procStatus, resetPeakRss, stopWorker } from './worker-process';
+
+/**
+ * The platform as a deployment runs it, for benchmarks that go end to end (not a benchmark
+ * itself: .ci/run runs only bench/*.ts): a fresh database, the API in this process, a worker
+ * process (workers/main.ts) whose memory can be read, and a newly registered tenant's admin
+ * signed in to the API.
+ */
+export interface BenchPlatform extends BenchServices {
+  temporal: Client;
+  blobs: BlobStore;
+  vectors: VectorStore;
+  api: Api;
+  tenantId: string;
+  worker: RunningEntry;
+  /** The worker's process id, for /proc readings. */
+  pid: number;
+  /** The worker's peak RSS at start-up (workflow bundling), read before the peak was reset. */
+  startupPeak: number | null;
+  /** Whether the kernel let the peak be reset after start-up (else peaks include start-up). */
+  peakReset: boolean;
+}
+
+const password = 'correct horse battery staple 42!';
+
+/** Runs `bench` against the whole platform on `env` (Temporal's address among it), stopped and removed afterwards. */
+export async function withBenchPlatform<T>(env: Record<string, string>, bench: (platform: BenchPlatform) => Promise<T>): Promise<T> {
+  return withBenchDatabase(env, async (services) => {
+    const { dir, config, sequelize } = services;
+    const logger = createLogger({ level: 'silent' });
+    const temporal = await connectTemporal(config);
+    const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
+    const jobEvents = await listenForJobEvents(config, logger);
+    const blobs = createBlobStore(config);
+    const vectors = createVectorStore(config);
+    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
+    const server = await new Promise<Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const worker = runEntry('workers/main.ts', { ...env, DATABASE_URL: config.DATABASE_URL, AUDITFLOW_DATA_DIR: config.AUDITFLOW_DATA_DIR, LOG_LEVEL: 'info' });
+    try {
+      await worker.waitFor(/"msg":"worker started"/, 120_000);
+      const pid = worker.child.pid ?? 0;
+      const startupPeak = procStatus(pid, 'VmHWM');
+      const peakReset = resetPeakRss(pid);
+      const api = apiAt(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
+        email: 'bench@example.test',
+        password,
+        name: 'Bench',
+        tenantName: 'Bench org',
+      });
+      api.token = registered.accessToken;
+      return await bench({ ...services, temporal, blobs, vectors, api, tenantId: registered.tenant.id, worker, pid, startupPeak, peakReset });
+    } finally {
+      await stopWorker(worker);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      mailer.close();
+      await jobEvents.close();
+      await temporal.connection.close();
+      await vectors.close();
+    }
+  });
+}
