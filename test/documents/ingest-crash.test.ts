@@ -9,8 +9,7 @@ import { AuditScope } from '../../services/audit';
 import { chunkId } from '../../services/documents/identity';
 import { startIngestion, type UploadedDocument } from '../../services/documents/ingestion';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, createProject, holdTransaction, stopWorkerProcesses, waitUntil, type RowLock } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, holdTransaction, stopWorkerProcesses, waitUntil, workerProcesses, type RowLock } from '../jobs/job-helpers';
 import { storedDocuments } from './ingest-helpers';
 
 /**
@@ -86,13 +85,7 @@ describe('a worker killed mid-ingestion', () => {
     // The workers share the test's data directory: its blob store holds the uploads and its
     // LanceDB the vectors, as S3 and Qdrant would be shared by several machines.
     const env = { TEMPORAL_TASK_QUEUE: t.config.TEMPORAL_TASK_QUEUE, TEMPORAL_LLM_TASK_QUEUE: t.config.TEMPORAL_LLM_TASK_QUEUE, AUDITFLOW_DATA_DIR: t.config.AUDITFLOW_DATA_DIR, ...chunking };
-    const workers: RunningEntry[] = [];
-    const startWorker = async () => {
-      const w = runEntry('workers/main.ts', env);
-      workers.push(w);
-      await w.waitFor(/"msg":"worker started"/, 60_000);
-      return w;
-    };
+    const workers = workerProcesses(env);
     const deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs };
     const audit = new AuditScope({ type: 'user', id: admin.userId, tenantId: admin.tenantId });
     const ingest = async (projectId: string) => {
@@ -141,7 +134,7 @@ describe('a worker killed mid-ingestion', () => {
           [randomUUID(), admin.tenantId, crashed.id, fetchHeldFile],
         );
       });
-      const first = await startWorker();
+      const first = await workers.start();
       const job = await ingest(crashed.id);
 
       // Batches 0 and 1 fetched (their documents have rows), batch 2 waiting on the held source key.
@@ -185,7 +178,7 @@ describe('a worker killed mid-ingestion', () => {
       expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
       // The dead worker's update now goes through, finds its client gone and rolls back.
       await storeHold.release();
-      const second = await startWorker();
+      const second = await workers.start();
 
       const done = await finished(job.id);
       expect(done.status).toBe('completed');
@@ -256,7 +249,7 @@ describe('a worker killed mid-ingestion', () => {
       // The same counters, but for how long each took.
       expect({ ...done.counters, durationMs: 0 }).toEqual({ ...baselineDone.counters, durationMs: 0 });
     } finally {
-      await stopWorkerProcesses(t, workers, env.TEMPORAL_TASK_QUEUE);
+      await stopWorkerProcesses(t, workers.all, env.TEMPORAL_TASK_QUEUE);
       await fetchHold?.release();
       await storeHold?.release();
     }

@@ -5,7 +5,7 @@ import type { Sequelize } from 'sequelize';
 import { Job, JobEvent, type JobStatus } from '../../db';
 import { auditRetentionScheduleId, jobReconciliationScheduleId } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import type { RunningEntry } from '../harness/processes';
+import { runEntry, type RunningEntry } from '../harness/processes';
 import { createTestWorker } from '../harness/worker';
 
 /**
@@ -346,6 +346,24 @@ export async function runCredentialCheck(t: TestApp, admin: Member): Promise<Cre
   const job = await waitForJob(t, admin.accessToken, (res.body as JobBody).id, isFinished, 'the credential check');
   if (job.status !== 'completed') throw new Error(`the credential check ended ${job.status}: ${JSON.stringify(job.error)}`);
   return { secretValues: secrets.map((s) => s.value), secrets, missingReference, project, job, workflowId: job.workflowId };
+}
+
+/**
+ * Worker processes (workers/main.ts) a test starts one after another, each with `env` plus what
+ * `prepare` gives the n-th (1-based) — a data directory of its own, say. `start` resolves once the
+ * worker polls; stop them all with `stopWorkerProcesses(t, workers.all, …)`.
+ */
+export function workerProcesses(env: Record<string, string>, prepare: (n: number) => Promise<Record<string, string>> = () => Promise.resolve({})) {
+  const all: RunningEntry[] = [];
+  return {
+    all,
+    async start(): Promise<RunningEntry> {
+      const w = runEntry('workers/main.ts', { ...env, ...(await prepare(all.length + 1)) });
+      all.push(w);
+      await w.waitFor(/"msg":"worker started"/, 60_000);
+      return w;
+    },
+  };
 }
 
 /**

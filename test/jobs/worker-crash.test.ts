@@ -3,8 +3,7 @@ import { JobEvent, Job, Project } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { startProjectDeletion } from '../../services/project-deletion';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
-import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, lockJobRow, seedFinishedJobs, stopWorkerProcesses, waitUntil } from './job-helpers';
+import { backendsBlockedBy, lockJobRow, seedFinishedJobs, stopWorkerProcesses, waitUntil, workerProcesses } from './job-helpers';
 
 /**
  * A worker process dies (SIGKILL: no drain, no goodbye to the server) while a deletion batch is
@@ -32,15 +31,9 @@ describe('a worker killed mid-deletion', () => {
     const lock = await lockJobRow(seeded[6] ?? '');
 
     const env = { TEMPORAL_TASK_QUEUE: t.config.TEMPORAL_TASK_QUEUE, TEMPORAL_LLM_TASK_QUEUE: `${t.config.TEMPORAL_TASK_QUEUE}-llm` };
-    const workers: RunningEntry[] = [];
-    const startWorker = async () => {
-      const w = runEntry('workers/main.ts', env);
-      workers.push(w);
-      await w.waitFor(/"msg":"worker started"/, 60_000);
-      return w;
-    };
+    const workers = workerProcesses(env);
     try {
-      const first = await startWorker();
+      const first = await workers.start();
       const deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config };
       const audit = new AuditScope({ type: 'user', id: admin.userId, tenantId: admin.tenantId });
       const { job } = await startProjectDeletion(deps, audit, {
@@ -61,7 +54,7 @@ describe('a worker killed mid-deletion', () => {
       expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
       // The dead worker's transaction now gets the rows, finds its client gone and rolls back.
       await lock.release();
-      const second = await startWorker();
+      const second = await workers.start();
 
       const done = await waitUntil('the job finishes', async () => {
         const row = await Job.findByPk(job.id, { rejectOnEmpty: true });
@@ -97,7 +90,7 @@ describe('a worker killed mid-deletion', () => {
       });
       expect(retriedOnSecond).toHaveLength(1);
     } finally {
-      await stopWorkerProcesses(t, workers, env.TEMPORAL_TASK_QUEUE);
+      await stopWorkerProcesses(t, workers.all, env.TEMPORAL_TASK_QUEUE);
       await lock.release();
     }
   }, 180_000);

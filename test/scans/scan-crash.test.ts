@@ -10,8 +10,7 @@ import { startScan } from '../../services/scans';
 import type { ScanParams } from '../../workflows/definitions';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { makeRepository, startGitServer, type GitServer } from '../harness/git-server';
-import { runEntry, type RunningEntry } from '../harness/processes';
-import { backendsBlockedBy, createProject, holdTransaction, stopWorkerProcesses, waitUntil, type RowLock } from '../jobs/job-helpers';
+import { backendsBlockedBy, createProject, holdTransaction, stopWorkerProcesses, waitUntil, workerProcesses, type RowLock } from '../jobs/job-helpers';
 
 /**
  * A worker process dies (SIGKILL) in the middle of a repository scan: some batches are
@@ -122,16 +121,12 @@ describe('a worker killed mid-scan', () => {
       TEMPORAL_LLM_TASK_QUEUE: t.config.TEMPORAL_LLM_TASK_QUEUE,
       SCAN_ALLOWED_HOSTS: '127.0.0.1',
     };
-    const workers: RunningEntry[] = [];
-    const startWorker = async () => {
-      const dataDir = path.join(workersDir, `worker-${workers.length + 1}`);
+    const workers = workerProcesses(env, async (n) => {
+      const dataDir = path.join(workersDir, `worker-${n}`);
       await mkdir(dataDir, { recursive: true });
       await copyFile(path.join(t.config.AUDITFLOW_DATA_DIR, 'master-key'), path.join(dataDir, 'master-key')).catch(() => undefined);
-      const w = runEntry('workers/main.ts', { ...env, AUDITFLOW_DATA_DIR: dataDir });
-      workers.push(w);
-      await w.waitFor(/"msg":"worker started"/, 60_000);
-      return w;
-    };
+      return { AUDITFLOW_DATA_DIR: dataDir };
+    });
     const deps = { sequelize: t.sequelize, temporal: t.temporal, config: t.config, blobs: t.blobs, vectors: t.vectors };
     const audit = new AuditScope({ type: 'user', id: admin.userId, tenantId: admin.tenantId });
     const scanOf = (projectId: string) =>
@@ -161,7 +156,7 @@ describe('a worker killed mid-scan', () => {
     const fetches = () => git.requests.filter((r) => r.startsWith('GET /crash.git/info/refs')).length;
 
     try {
-      const first = await startWorker();
+      const first = await workers.start();
       const { job } = await scanOf(crashed.id);
       const { scanId } = job.params as unknown as ScanParams;
 
@@ -184,7 +179,7 @@ describe('a worker killed mid-scan', () => {
       expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
       // The dead worker's upsert now goes through, finds its client gone and rolls back.
       await lock.release();
-      const second = await startWorker();
+      const second = await workers.start();
 
       const done = await finished(job.id);
       expect(done.status).toBe('completed');
@@ -246,7 +241,7 @@ describe('a worker killed mid-scan', () => {
       expect(done.counters).toMatchObject({ filesTotal: FILES, filesAnalyzed: FILES, filesFailed: 0, issuesFound: FILES * 4 });
       expect(done.counters).toEqual(baselineDone.counters);
     } finally {
-      await stopWorkerProcesses(t, workers, env.TEMPORAL_TASK_QUEUE);
+      await stopWorkerProcesses(t, workers.all, env.TEMPORAL_TASK_QUEUE);
       await lock.release();
       await rm(workersDir, { recursive: true, force: true });
     }
