@@ -16,7 +16,7 @@ import { chunkId } from './identity';
 /**
  * The steps of a document ingestion (issue 7, criteria 2-5).
  *
- * Per document, in order: `openDocument` (its row, and whether these bytes are already stored),
+ * Per document, in order: `openDocuments` (its row, and whether these bytes are already stored),
  * `parseDocumentStep`, `chunkDocumentStep`; then per batch of documents: `stageChunks` (chunk rows
  * of the new versions, not yet live), `embedChunkTexts`, `storeVectors`, `publishVersions` (the new
  * versions become live; it names the versions they replaced), `removeReplacedVersion`. A plain
@@ -96,25 +96,62 @@ export interface OpenedDocument {
 }
 
 /**
- * The document's row (created `pending` when the project has no document with this source key),
- * and whether `contentSha256` is the version already stored. The document stays as it was (its
- * stored version live) until `publishVersions` replaces it.
+ * The documents' rows (each created `pending` when its project has no document with its source
+ * key), in one statement, and whether each `contentSha256` is the version already stored; in the
+ * order of `docs`, which must name distinct documents. A document stays as it was (its stored
+ * version live) until `publishVersions` replaces it.
  */
-export async function openDocument(sequelize: Sequelize, doc: DocumentIdentity): Promise<OpenedDocument> {
-  const [row] = await sequelize.query<{ id: string; content_sha256: string | null; status: string }>(
+export async function openDocuments(sequelize: Sequelize, docs: readonly DocumentIdentity[]): Promise<OpenedDocument[]> {
+  if (docs.length === 0) return [];
+  const column = <T>(value: (d: DocumentIdentity) => T) => docs.map(value);
+  const rows = await sequelize.query<{ id: string; project_id: string; source_key: string; content_sha256: string | null; status: string }>(
     `INSERT INTO documents (id, tenant_id, project_id, source_key, source_type, origin, title, format, bytes, status, last_job_id, created_at, updated_at)
-     VALUES (:id, :tenantId, :projectId, :sourceKey, :sourceType, :origin, :title, :format, :bytes, 'pending', :jobId, now(), now())
+     SELECT id, tenant_id, project_id, source_key, source_type, origin, title, format, bytes, 'pending', job_id, now(), now()
+     FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:tenants]::uuid[], ARRAY[:projects]::uuid[], ARRAY[:sourceKeys]::text[], ARRAY[:sourceTypes]::text[],
+                 ARRAY[:origins]::text[], ARRAY[:titles]::text[], ARRAY[:formats]::text[], ARRAY[:bytes]::bigint[], ARRAY[:jobIds]::uuid[])
+            AS d(id, tenant_id, project_id, source_key, source_type, origin, title, format, bytes, job_id)
      ON CONFLICT (project_id, source_key) DO UPDATE SET updated_at = documents.updated_at
-     RETURNING id, content_sha256, status`,
-    { replacements: { id: randomUUID(), ...doc }, type: QueryTypes.SELECT },
+     RETURNING id, project_id, source_key, content_sha256, status`,
+    {
+      replacements: {
+        ids: docs.map(() => randomUUID()),
+        tenants: column((d) => d.tenantId),
+        projects: column((d) => d.projectId),
+        sourceKeys: column((d) => d.sourceKey),
+        sourceTypes: column((d) => d.sourceType),
+        origins: column((d) => d.origin),
+        titles: column((d) => d.title),
+        formats: column((d) => d.format),
+        bytes: column((d) => d.bytes),
+        jobIds: column((d) => d.jobId),
+      },
+      type: QueryTypes.SELECT,
+    },
   );
-  if (!row) throw new Error(`no document row for ${doc.sourceKey}`);
-  if (row.status !== 'stored' || row.content_sha256 !== doc.contentSha256) return { documentId: row.id, unchanged: false };
-  // Same bytes: the request still names it, so it now belongs to the request's origin (what a later sync compares).
-  await sequelize.query('UPDATE documents SET origin = :origin, source_type = :sourceType, last_job_id = :jobId WHERE id = :id', {
-    replacements: { id: row.id, origin: doc.origin, sourceType: doc.sourceType, jobId: doc.jobId },
+  const rowOf = new Map(rows.map((r) => [`${r.project_id}/${r.source_key}`, r]));
+  const opened = docs.map((doc) => {
+    const row = rowOf.get(`${doc.projectId}/${doc.sourceKey}`);
+    if (!row) throw new Error(`no document row for ${doc.sourceKey}`);
+    return { doc, documentId: row.id, unchanged: row.status === 'stored' && row.content_sha256 === doc.contentSha256 };
   });
-  return { documentId: row.id, unchanged: true };
+  const unchanged = opened.filter((o) => o.unchanged);
+  if (unchanged.length > 0) {
+    // Same bytes: the request still names them, so they now belong to the request's origin (what a later sync compares).
+    await sequelize.query(
+      `UPDATE documents d SET origin = u.origin, source_type = u.source_type, last_job_id = u.job_id
+       FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:origins]::text[], ARRAY[:sourceTypes]::text[], ARRAY[:jobIds]::uuid[]) AS u(id, origin, source_type, job_id)
+       WHERE d.id = u.id`,
+      {
+        replacements: {
+          ids: unchanged.map((o) => o.documentId),
+          origins: unchanged.map((o) => o.doc.origin),
+          sourceTypes: unchanged.map((o) => o.doc.sourceType),
+          jobIds: unchanged.map((o) => o.doc.jobId),
+        },
+      },
+    );
+  }
+  return opened.map(({ documentId, unchanged: same }) => ({ documentId, unchanged: same }));
 }
 
 export interface ParseSettings {
@@ -370,6 +407,7 @@ export const fetchedBlobKey = (blobPrefix: string, seq: number) => `${blobPrefix
  */
 export async function fetchIngestionBatch(deps: IngestionDeps, jobId: string, blobPrefix: string, batch: number, context: StepContext = {}): Promise<void> {
   const failures: Array<{ item: IngestionItem; error: string }> = [];
+  const toOpen: Array<{ item: IngestionItem; format: DocumentFormat }> = [];
   for (const item of await itemsOf(jobId, batch, 'pending')) {
     context.signal?.throwIfAborted();
     if (item.sourceType === 'url' && item.blobKey === null) {
@@ -395,39 +433,60 @@ export async function fetchIngestionBatch(deps: IngestionDeps, jobId: string, bl
       failures.push({ item, error: `${item.name} is of a type we cannot parse.` });
       continue;
     }
-    const opened = await openDocument(deps.sequelize, identityOf(item, format, item.title ?? item.name));
-    // Only from `pending`: an item a cancellation failed meanwhile stays failed.
-    await IngestionItem.update(
-      {
-        format,
-        documentId: opened.documentId,
-        state: opened.unchanged ? 'unchanged' : 'fetched',
-      },
-      { where: { jobId, seq: item.seq, state: 'pending' } },
-    );
+    toOpen.push({ item, format });
     context.heartbeat?.({ batch, seq: item.seq });
+  }
+  const opened = await openDocuments(deps.sequelize, toOpen.map(({ item, format }) => identityOf(item, format, item.title ?? item.name)));
+  if (toOpen.length > 0) {
+    // Only from `pending`: an item a cancellation failed meanwhile stays failed.
+    await deps.sequelize.query(
+      `UPDATE ingestion_items i SET format = o.format, document_id = o.document_id, state = o.state
+       FROM unnest(ARRAY[:seqs]::int[], ARRAY[:formats]::text[], ARRAY[:documentIds]::uuid[], ARRAY[:states]::text[]) AS o(seq, format, document_id, state)
+       WHERE i.job_id = :jobId AND i.seq = o.seq AND i.state = 'pending'`,
+      {
+        replacements: {
+          jobId,
+          seqs: toOpen.map((o) => o.item.seq),
+          formats: toOpen.map((o) => o.format),
+          documentIds: opened.map((o) => o.documentId),
+          states: opened.map((o) => (o.unchanged ? 'unchanged' : 'fetched')),
+        },
+      },
+    );
   }
   await failIngestionItems(deps.sequelize, failures);
 }
 
-/** Parsing: each fetched document's bytes → normalised text, staged on its item; a document that cannot be parsed fails alone. */
+/**
+ * Parsing: each fetched document's bytes → normalised text, staged on its items in one statement
+ * at the end of the batch (a retry parses the batch again); a document that cannot be parsed fails alone.
+ */
 export async function parseIngestionBatch(deps: IngestionDeps, jobId: string, batch: number, context: StepContext = {}): Promise<void> {
   const settings = parseSettingsOf(deps.config);
+  const parsed: Array<{ seq: number; text: string; title: string }> = [];
+  const failures: Array<{ item: IngestionItem; error: string }> = [];
   for (const item of await itemsOf(jobId, batch, 'fetched')) {
     context.signal?.throwIfAborted();
     try {
       const bytes = await readBlob(deps.blobs, item.blobKey ?? '');
-      const parsed = await parseDocumentStep(settings, { bytes, format: item.format as DocumentFormat, name: item.name }, context.signal);
-      await IngestionItem.update(
-        { parsedText: parsed.text, title: item.title ?? parsed.title ?? item.name, state: 'parsed' },
-        { where: { jobId, seq: item.seq, state: 'fetched' } },
-      );
+      const document = await parseDocumentStep(settings, { bytes, format: item.format as DocumentFormat, name: item.name }, context.signal);
+      parsed.push({ seq: item.seq, text: document.text, title: item.title ?? document.title ?? item.name });
     } catch (err) {
       if (!(err instanceof DocumentParseError)) throw err;
-      await failIngestionItems(deps.sequelize, [{ item, error: `${err.message} (${err.code})` }]);
+      failures.push({ item, error: `${err.message} (${err.code})` });
     }
     context.heartbeat?.({ batch, seq: item.seq });
   }
+  // Only from `fetched`: an item a cancellation failed meanwhile stays failed.
+  if (parsed.length > 0) {
+    await deps.sequelize.query(
+      `UPDATE ingestion_items i SET state = 'parsed', parsed_text = p.text, title = p.title
+       FROM unnest(ARRAY[:seqs]::int[], ARRAY[:texts]::text[], ARRAY[:titles]::text[]) AS p(seq, text, title)
+       WHERE i.job_id = :jobId AND i.seq = p.seq AND i.state = 'fetched'`,
+      { replacements: { jobId, seqs: parsed.map((p) => p.seq), texts: parsed.map((p) => p.text), titles: parsed.map((p) => p.title) } },
+    );
+  }
+  await failIngestionItems(deps.sequelize, failures);
 }
 
 /** Chunking: each parsed text → chunk rows of its new version (staged, not live), in one transaction with the items' new state. */
