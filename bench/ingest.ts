@@ -21,28 +21,19 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { QueryTypes, type Sequelize } from 'sequelize';
-import { createApp } from '../api/app';
-import { createBlobStore } from '../lib/blob-store';
 import { formatOf } from '../lib/documents/formats';
-import { createLogger } from '../lib/logger';
-import { createMailer } from '../lib/mailer';
-import { connectTemporal } from '../lib/temporal';
-import { createVectorStore } from '../lib/vector-store';
-import { listenForJobEvents } from '../services/job-event-stream';
-import { runEntry } from '../test/harness/processes';
 import { zipOf } from '../test/harness/zip';
-import { median, withBenchDatabase } from './harness';
-import { apiAt, jobEnd, type Api, type JobView } from './harness/api';
+import { median } from './harness';
+import { jobEnd, type Api, type JobView } from './harness/api';
 import { ingestZipInProcess, type LoopDocument } from './harness/ingest-loop';
 import { withBenchTemporal } from './harness/temporal';
 import { workflowTimeline } from './harness/timeline';
-import { procStatus, resetPeakRss, stopWorker } from './harness/worker-process';
+import { withBenchPlatform } from './harness/platform';
+import { procStatus } from './harness/worker-process';
 
 const quick = process.argv.includes('--quick');
 const targetDocuments = quick ? 200 : 2_000;
@@ -54,7 +45,6 @@ const BATCH_SIZE = 50;
 const QUERIES_PER_MODE = quick ? 20 : 50;
 const TOP_K = 10;
 const searchModes = ['vector', 'keyword', 'hybrid'] as const;
-const password = 'correct horse battery staple 42!';
 
 const repoRoot = path.resolve(__dirname, '..');
 /** Where documents are looked for, in order: node_modules trees first, the system's documentation only to make up the number. */
@@ -200,106 +190,65 @@ async function run(corpus: Corpus, temporalAddress: string): Promise<void> {
     BCRYPT_COST: '4',
     LOG_LEVEL: 'silent',
   };
-  await withBenchDatabase(env, async ({ dir, config, sequelize }) => {
-    const logger = createLogger({ level: 'silent' });
-    const temporal = await connectTemporal(config);
-    const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
-    const jobEvents = await listenForJobEvents(config, logger);
-    const blobs = createBlobStore(config);
-    const vectors = createVectorStore(config);
-    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
-    const server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    const worker = runEntry('workers/main.ts', { ...env, DATABASE_URL: config.DATABASE_URL, AUDITFLOW_DATA_DIR: config.AUDITFLOW_DATA_DIR, LOG_LEVEL: 'info' });
-    try {
-      await worker.waitFor(/"msg":"worker started"/, 120_000);
-      const pid = worker.child.pid ?? 0;
-      const startupPeak = procStatus(pid, 'VmHWM');
-      const peakReset = resetPeakRss(pid);
+  await withBenchPlatform(env, async ({ dir, config, sequelize, temporal, blobs, vectors, api, tenantId, registerTenant, worker, pid, startupPeak, peakReset }) => {
+    const project = await api.call<{ id: string }>('POST', '/projects', { name: 'ingested through the API' });
+    const { api: loopApi, tenantId: loopTenantId } = await registerTenant('bench-loop');
+    const baselineProject = await loopApi.call<{ id: string }>('POST', '/projects', { name: 'ingested by the baseline loop' });
+    const archive = await zipOf(Object.fromEntries(corpus.documents.map((d) => [d.name, d.bytes.toString('utf8')])));
+    const archiveFile = path.join(dir, 'corpus.zip');
+    await writeFile(archiveFile, archive);
 
-      const apiBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const api = apiAt(apiBase);
-      const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
-        email: 'bench@example.test',
-        password,
-        name: 'Bench',
-        tenantName: 'Bench org',
-      });
-      api.token = registered.accessToken;
-      const project = await api.call<{ id: string }>('POST', '/projects', { name: 'ingested through the API' });
-      const loopApi = apiAt(apiBase);
-      const loopTenant = await loopApi.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
-        email: 'bench-loop@example.test',
-        password,
-        name: 'Bench loop',
-        tenantName: 'Bench loop org',
-      });
-      loopApi.token = loopTenant.accessToken;
-      const baselineProject = await loopApi.call<{ id: string }>('POST', '/projects', { name: 'ingested by the baseline loop' });
-      const archive = await zipOf(Object.fromEntries(corpus.documents.map((d) => [d.name, d.bytes.toString('utf8')])));
-      const archiveFile = path.join(dir, 'corpus.zip');
-      await writeFile(archiveFile, archive);
+    // End to end: the upload, the workflow, the worker, until the job is seen finished.
+    const rssAtStart = procStatus(pid, 'VmRSS');
+    let sampledPeak = 0;
+    const sampler = setInterval(() => (sampledPeak = Math.max(sampledPeak, procStatus(pid, 'VmRSS') ?? 0)), 100);
+    const started = performance.now();
+    const form = new FormData();
+    form.append('files', new Blob([archive], { type: 'application/zip' }), 'corpus.zip');
+    const job = await jobEnd(api, await api.upload<JobView>(`/projects/${project.id}/documents`, form));
+    const endToEndMs = performance.now() - started;
+    clearInterval(sampler);
+    const workerPeak = peakReset ? procStatus(pid, 'VmHWM') : sampledPeak;
+    if (job.status !== 'completed') throw new Error(`the ingestion job ended ${job.status}: ${job.error?.message ?? ''}\n${worker.output().slice(-4000)}`);
+    const timeline = await workflowTimeline(temporal, job.workflowId);
 
-      // End to end: the upload, the workflow, the worker, until the job is seen finished.
-      const rssAtStart = procStatus(pid, 'VmRSS');
-      let sampledPeak = 0;
-      const sampler = setInterval(() => (sampledPeak = Math.max(sampledPeak, procStatus(pid, 'VmRSS') ?? 0)), 100);
-      const started = performance.now();
-      const form = new FormData();
-      form.append('files', new Blob([archive], { type: 'application/zip' }), 'corpus.zip');
-      const job = await jobEnd(api, await api.upload<JobView>(`/projects/${project.id}/documents`, form));
-      const endToEndMs = performance.now() - started;
-      clearInterval(sampler);
-      const workerPeak = peakReset ? procStatus(pid, 'VmHWM') : sampledPeak;
-      if (job.status !== 'completed') throw new Error(`the ingestion job ended ${job.status}: ${job.error?.message ?? ''}\n${worker.output().slice(-4000)}`);
-      const timeline = await workflowTimeline(temporal, job.workflowId);
+    // The baseline, from the same ZIP, into the other tenant's project.
+    const zipLimits = { maxEntries: config.ZIP_MAX_ENTRIES, maxInflatedBytes: config.ZIP_MAX_INFLATED_BYTES, maxCompressionRatio: config.ZIP_MAX_COMPRESSION_RATIO };
+    const baseline = await ingestZipInProcess({ sequelize, blobs, vectors, config }, { tenantId: loopTenantId, projectId: baselineProject.id }, archiveFile, zipLimits, BATCH_SIZE);
+    const cacheHits = { job: await embeddingCacheHits(sequelize, tenantId), loop: await embeddingCacheHits(sequelize, loopTenantId) };
 
-      // The baseline, from the same ZIP, into the other tenant's project.
-      const zipLimits = { maxEntries: config.ZIP_MAX_ENTRIES, maxInflatedBytes: config.ZIP_MAX_INFLATED_BYTES, maxCompressionRatio: config.ZIP_MAX_COMPRESSION_RATIO };
-      const baseline = await ingestZipInProcess({ sequelize, blobs, vectors, config }, { tenantId: loopTenant.tenant.id, projectId: baselineProject.id }, archiveFile, zipLimits, BATCH_SIZE);
-      const cacheHits = { job: await embeddingCacheHits(sequelize, registered.tenant.id), loop: await embeddingCacheHits(sequelize, loopTenant.tenant.id) };
+    const viaApi = await storedIn(sequelize, project.id);
+    const viaLoop = await storedIn(sequelize, baselineProject.id);
+    const queries = queriesFrom(corpus, QUERIES_PER_MODE);
+    const latencies = [];
+    for (const mode of searchModes) latencies.push({ mode, ...(await searchLatencies(api, project.id, mode, queries)) });
 
-      const viaApi = await storedIn(sequelize, project.id);
-      const viaLoop = await storedIn(sequelize, baselineProject.id);
-      const queries = queriesFrom(corpus, QUERIES_PER_MODE);
-      const latencies = [];
-      for (const mode of searchModes) latencies.push({ mode, ...(await searchLatencies(api, project.id, mode, queries)) });
-
-      console.log(`document ingestion, ${quick ? 'quick' : 'full'} run`);
-      console.log(
-        `corpus: ${thousands(corpus.documents.length)} documents, ${mib(corpus.bytes)} ` +
-          `(${[...corpus.from].map(([root, n]) => `${thousands(n)} from ${root}`).join(', ')}; ${thousands(corpus.duplicates)} duplicates and files over ${MAX_DOCUMENT_BYTES / 1024} KiB left out), one ZIP of ${mib(archive.length)}`,
-      );
-      console.log(
-        `through API + Temporal: ${seconds(endToEndMs)} end to end; ${thousands(job.counters.documentsStored ?? 0)} documents stored, ${thousands(job.counters.documentsFailed ?? 0)} failed, ` +
-          `${thousands(job.counters.chunksCreated ?? 0)} chunks; ${rate(viaApi.documents, endToEndMs, 'documents')}, ${rate(viaApi.chunks, endToEndMs, 'chunks')}`,
-      );
-      const steps = [...timeline.steps].sort((a, b) => b[1].runMs - a[1].runMs);
-      console.log(`  ${timeline.runs} workflow run(s), ${seconds(timeline.to - timeline.from)} from the first event to the last; per step (count, run time summed, queued summed):`);
-      for (const [name, s] of steps) console.log(`    ${name.padEnd(28)} ${String(s.count).padStart(5)}  ${seconds(s.runMs).padStart(10)}  ${seconds(s.queueMs).padStart(10)}`);
-      console.log(
-        `baseline loop: ${seconds(baseline.ms)}; ${thousands(baseline.documents)} documents, ${thousands(baseline.failed)} failed, ${thousands(baseline.chunks)} chunks; ` +
-          `${rate(baseline.documents, baseline.ms, 'documents')}, ${rate(baseline.chunks, baseline.ms, 'chunks')} ` +
-          `(read out of the ZIP ${seconds(baseline.readMs)}, open + parse ${seconds(baseline.parseMs)}, chunk ${seconds(baseline.chunkMs)}, stage ${seconds(baseline.stageMs)}, embed ${seconds(baseline.embedMs)}, store + publish ${seconds(baseline.storeMs)})`,
-      );
-      console.log(`embeddings served from the gateway's cache: ${thousands(cacheHits.job)} to the job, ${thousands(cacheHits.loop)} to the loop (each in a tenant of its own)`);
-      console.log(`ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.3×)`);
-      console.log(`search through POST /search, ${queries.length} queries per mode, topK ${TOP_K}, over the API's project:`);
-      for (const l of latencies) console.log(`  ${l.mode.padEnd(8)} p50 ${l.p50.toFixed(1)} ms, p95 ${l.p95.toFixed(1)} ms (${l.hits} of ${queries.length} with results)`);
-      console.log(
-        `worker peak RSS during the ingestion: ${mib(workerPeak)}${peakReset ? '' : ' (sampled every 100 ms)'}; ${mib(rssAtStart)} when it started, ${mib(startupPeak)} peak at start-up (workflow bundling)`,
-      );
-      if (viaApi.documents !== viaLoop.documents || viaApi.chunks !== viaLoop.chunks) {
-        throw new Error(`the job stored ${viaApi.documents} documents and ${viaApi.chunks} chunks, the loop ${viaLoop.documents} and ${viaLoop.chunks}`);
-      }
-    } finally {
-      await stopWorker(worker);
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      mailer.close();
-      await jobEvents.close();
-      await vectors.close();
-      await temporal.connection.close();
+    console.log(`document ingestion, ${quick ? 'quick' : 'full'} run`);
+    console.log(
+      `corpus: ${thousands(corpus.documents.length)} documents, ${mib(corpus.bytes)} ` +
+        `(${[...corpus.from].map(([root, n]) => `${thousands(n)} from ${root}`).join(', ')}; ${thousands(corpus.duplicates)} duplicates and files over ${MAX_DOCUMENT_BYTES / 1024} KiB left out), one ZIP of ${mib(archive.length)}`,
+    );
+    console.log(
+      `through API + Temporal: ${seconds(endToEndMs)} end to end; ${thousands(job.counters.documentsStored ?? 0)} documents stored, ${thousands(job.counters.documentsFailed ?? 0)} failed, ` +
+        `${thousands(job.counters.chunksCreated ?? 0)} chunks; ${rate(viaApi.documents, endToEndMs, 'documents')}, ${rate(viaApi.chunks, endToEndMs, 'chunks')}`,
+    );
+    const steps = [...timeline.steps].sort((a, b) => b[1].runMs - a[1].runMs);
+    console.log(`  ${timeline.runs} workflow run(s), ${seconds(timeline.to - timeline.from)} from the first event to the last; per step (count, run time summed, queued summed):`);
+    for (const [name, s] of steps) console.log(`    ${name.padEnd(28)} ${String(s.count).padStart(5)}  ${seconds(s.runMs).padStart(10)}  ${seconds(s.queueMs).padStart(10)}`);
+    console.log(
+      `baseline loop: ${seconds(baseline.ms)}; ${thousands(baseline.documents)} documents, ${thousands(baseline.failed)} failed, ${thousands(baseline.chunks)} chunks; ` +
+        `${rate(baseline.documents, baseline.ms, 'documents')}, ${rate(baseline.chunks, baseline.ms, 'chunks')} ` +
+        `(read out of the ZIP ${seconds(baseline.readMs)}, open + parse ${seconds(baseline.parseMs)}, chunk ${seconds(baseline.chunkMs)}, stage ${seconds(baseline.stageMs)}, embed ${seconds(baseline.embedMs)}, store + publish ${seconds(baseline.storeMs)})`,
+    );
+    console.log(`embeddings served from the gateway's cache: ${thousands(cacheHits.job)} to the job, ${thousands(cacheHits.loop)} to the loop (each in a tenant of its own)`);
+    console.log(`ratio end to end / baseline: ${(endToEndMs / baseline.ms).toFixed(2)}× (goal ≤ 1.3×)`);
+    console.log(`search through POST /search, ${queries.length} queries per mode, topK ${TOP_K}, over the API's project:`);
+    for (const l of latencies) console.log(`  ${l.mode.padEnd(8)} p50 ${l.p50.toFixed(1)} ms, p95 ${l.p95.toFixed(1)} ms (${l.hits} of ${queries.length} with results)`);
+    console.log(
+      `worker peak RSS during the ingestion: ${mib(workerPeak)}${peakReset ? '' : ' (sampled every 100 ms)'}; ${mib(rssAtStart)} when it started, ${mib(startupPeak)} peak at start-up (workflow bundling)`,
+    );
+    if (viaApi.documents !== viaLoop.documents || viaApi.chunks !== viaLoop.chunks) {
+      throw new Error(`the job stored ${viaApi.documents} documents and ${viaApi.chunks} chunks, the loop ${viaLoop.documents} and ${viaLoop.chunks}`);
     }
   });
 }

@@ -24,8 +24,11 @@ export interface BenchPlatform extends BenchServices {
   temporal: Client;
   blobs: BlobStore;
   vectors: VectorStore;
+  /** Signed in as the admin of a tenant registered for the bench. */
   api: Api;
   tenantId: string;
+  /** Registers another tenant (`label` names it and its admin), whose admin is signed in to the returned client. */
+  registerTenant: (label: string) => Promise<{ api: Api; tenantId: string }>;
   worker: RunningEntry;
   /** The worker's process id, for /proc readings. */
   pid: number;
@@ -57,15 +60,20 @@ export async function withBenchPlatform<T>(env: Record<string, string>, bench: (
       const pid = worker.child.pid ?? 0;
       const startupPeak = procStatus(pid, 'VmHWM');
       const peakReset = resetPeakRss(pid);
-      const api = apiAt(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-      const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
-        email: 'bench@example.test',
-        password,
-        name: 'Bench',
-        tenantName: 'Bench org',
-      });
-      api.token = registered.accessToken;
-      return await bench({ ...services, temporal, blobs, vectors, api, tenantId: registered.tenant.id, worker, pid, startupPeak, peakReset });
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const registerTenant = async (label: string) => {
+        const api = apiAt(base);
+        const registered = await api.call<{ accessToken: string; tenant: { id: string } }>('POST', '/auth/register', {
+          email: `${label}@example.test`,
+          password,
+          name: label,
+          tenantName: `${label} org`,
+        });
+        api.token = registered.accessToken;
+        return { api, tenantId: registered.tenant.id };
+      };
+      const { api, tenantId } = await registerTenant('bench');
+      return await bench({ ...services, temporal, blobs, vectors, api, tenantId, registerTenant, worker, pid, startupPeak, peakReset });
     } finally {
       await stopWorker(worker);
       await new Promise<void>((resolve) => server.close(() => resolve()));
