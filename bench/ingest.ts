@@ -40,7 +40,7 @@ const targetDocuments = quick ? 200 : 2_000;
 /** Larger files (a few huge changelogs) are left out: a sane size for a knowledge-base document. */
 const MAX_DOCUMENT_BYTES = 256 * 1024;
 /** The ingestion job's default batch size (services/documents/ingestion.ts): the loop embeds and stores in batches of the same size. */
-const BATCH_SIZE = 50;
+const BATCH_SIZE = 100;
 /** Search latency is sampled with fewer queries in the quick run (CI), which must stay well under a minute. */
 const QUERIES_PER_MODE = quick ? 20 : 50;
 const TOP_K = 10;
@@ -233,8 +233,8 @@ async function run(corpus: Corpus, temporalAddress: string): Promise<void> {
         `${thousands(job.counters.chunksCreated ?? 0)} chunks; ${rate(viaApi.documents, endToEndMs, 'documents')}, ${rate(viaApi.chunks, endToEndMs, 'chunks')}`,
     );
     const steps = [...timeline.steps].sort((a, b) => b[1].runMs - a[1].runMs);
-    console.log(`  ${timeline.runs} workflow run(s), ${seconds(timeline.to - timeline.from)} from the first event to the last; per step (count, run time summed, queued summed):`);
-    for (const [name, s] of steps) console.log(`    ${name.padEnd(28)} ${String(s.count).padStart(5)}  ${seconds(s.runMs).padStart(10)}  ${seconds(s.queueMs).padStart(10)}`);
+    console.log(`  ${timeline.runs} workflow run(s), ${seconds(timeline.to - timeline.from)} from the first event to the last; per step (count, run time summed, queued summed, first scheduled to last done):`);
+    for (const [name, s] of steps) console.log(`    ${name.padEnd(28)} ${String(s.count).padStart(5)}  ${seconds(s.runMs).padStart(10)}  ${seconds(s.queueMs).padStart(10)}  ${seconds(s.to - s.from).padStart(10)}`);
     console.log(
       `baseline loop: ${seconds(baseline.ms)}; ${thousands(baseline.documents)} documents, ${thousands(baseline.failed)} failed, ${thousands(baseline.chunks)} chunks; ` +
         `${rate(baseline.documents, baseline.ms, 'documents')}, ${rate(baseline.chunks, baseline.ms, 'chunks')} ` +

@@ -59,8 +59,15 @@ export async function ingestDocuments(input: JobInput<IngestParams>): Promise<In
   const counters: IngestCounters = params.resume?.counters ?? emptyCounters();
   const progress: IngestProgress = { stage: 'starting', batches: params.resume?.batches ?? 0, batchesDone: 0, counters: { ...counters } };
   setHandler(progressQuery, () => progress);
+  // A stage's reports run beside its batches: the counters of the last one asked for win, whatever order they answer in.
+  let reportsAsked = 0;
+  let reportShown = 0;
   const report = async (name: string, stage: IngestStage | 'removing') => {
-    Object.assign(counters, await reportIngestionProgress(jobId, name, stage));
+    const asked = ++reportsAsked;
+    const fresh = await reportIngestionProgress(jobId, name, stage);
+    if (asked < reportShown) return;
+    reportShown = asked;
+    Object.assign(counters, fresh);
     progress.counters = { ...counters };
   };
   const batchStep: Record<IngestStage, (batch: number) => Promise<void>> = {
@@ -90,16 +97,18 @@ export async function ingestDocuments(input: JobInput<IngestParams>): Promise<In
     const reportEvery = Math.max(1, Math.ceil(batches / PROGRESS_REPORTS_PER_STAGE));
     /** Runs the stage's remaining batches, `parallelism` at a time, until the run's share of steps is used. */
     const runStage = async (stage: IngestStage) => {
+      const reports: Array<Promise<void>> = [];
       const lane = async () => {
         while (next < batches && stepsThisRun < params.batchesPerRun) {
           const batch = next++;
           stepsThisRun++;
           await batchStep[stage](batch);
           progress.batchesDone = Math.max(progress.batchesDone, batch + 1);
-          if (batch % reportEvery === 0 || batch === batches - 1) await report(`${stage}:${batch}`, stage);
+          if (batch % reportEvery === 0 || batch === batches - 1) reports.push(report(`${stage}:${batch}`, stage));
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, params.parallelism) }, lane));
+      await Promise.all(reports);
     };
 
     for (; stageIndex < ingestStages.length; stageIndex++, next = 0) {

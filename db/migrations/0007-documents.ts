@@ -79,6 +79,8 @@ export const up: MigrationFn<QueryInterface> = async ({ context: qi }) => {
       media_type text,
       url text,
       blob_key text,
+      -- Where the document starts in that blob: archive entries are packed several to a blob; null for a blob of its own.
+      blob_offset bigint,
       -- The seq of the archive an entry came from; null for what the request itself named.
       expanded_from integer,
       bytes bigint,
@@ -101,17 +103,9 @@ export const up: MigrationFn<QueryInterface> = async ({ context: qi }) => {
       PRIMARY KEY (job_id, seq)
     );
     CREATE INDEX ingestion_items_batch_idx ON ingestion_items (job_id, batch);
-
-    -- Vectors between the embedding and the storing stage (float4 bytes), keyed by chunk id.
-    CREATE TABLE ingestion_vectors (
-      chunk_id uuid PRIMARY KEY REFERENCES document_chunks(id) ON DELETE CASCADE,
-      job_id uuid NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-      vector bytea NOT NULL
-    );
-    CREATE INDEX ingestion_vectors_job_idx ON ingestion_vectors (job_id);
   `);
 };
 
 export const down: MigrationFn<QueryInterface> = async ({ context: qi }) => {
-  await qi.sequelize.query('DROP TABLE IF EXISTS ingestion_vectors, ingestion_items, document_chunks, documents;');
+  await qi.sequelize.query('DROP TABLE IF EXISTS ingestion_items, document_chunks, documents;');
 };

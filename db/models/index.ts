@@ -394,6 +394,8 @@ export class IngestionItem extends Model<InferAttributes<IngestionItem>, InferCr
   declare mediaType: CreationOptional<string | null>;
   declare url: CreationOptional<string | null>;
   declare blobKey: CreationOptional<string | null>;
+  /** Where the document starts in its blob (archive entries are packed several to a blob); null for a blob of its own. */
+  declare blobOffset: CreationOptional<number | null>;
   declare expandedFrom: CreationOptional<number | null>;
   declare bytes: CreationOptional<number | null>;
   declare contentSha256: CreationOptional<string | null>;
@@ -754,6 +756,8 @@ export function initModels(sequelize: Sequelize): void {
       mediaType: DataTypes.TEXT,
       url: DataTypes.TEXT,
       blobKey: DataTypes.TEXT,
+      // bigint in Postgres, read as the number it is (blobs are far below 2^53 bytes).
+      blobOffset: { type: DataTypes.BIGINT, get(this: IngestionItem) { const v = this.getDataValue('blobOffset'); return v === null || v === undefined ? null : Number(v); } },
       expandedFrom: DataTypes.INTEGER,
       // bigint in Postgres, read as the number it is (documents are far below 2^53 bytes).
       bytes: { type: DataTypes.BIGINT, get(this: IngestionItem) { const v = this.getDataValue('bytes'); return v === null || v === undefined ? null : Number(v); } },

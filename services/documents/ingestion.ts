@@ -55,7 +55,7 @@ export interface IngestionRequest {
   idempotency?: Idempotency;
 }
 
-const defaultTuning = { batchSize: 50, parallelism: 4, batchesPerRun: 200 };
+const defaultTuning = { batchSize: 100, parallelism: 4, batchesPerRun: 200 };
 
 /** Media types clients give a ZIP part; a `.zip` name counts too. */
 const zipMediaTypes = new Set(['application/zip', 'application/x-zip-compressed', 'application/x-zip']);

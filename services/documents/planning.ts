@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Op, QueryTypes, type CreationAttributes, type Sequelize } from 'sequelize';
@@ -21,10 +22,15 @@ export interface IngestionPlan {
   documentsTotal: number;
 }
 
-/** Entries put in the blob store at once: every put syncs its file to disk, and concurrent puts wait for the disk together rather than in turn. */
-const CONCURRENT_PUTS = 16;
+/**
+ * Archive entries are packed into blobs of up to this many bytes (an entry this large or larger
+ * gets a blob of its own): a put syncs its file to disk, so a few thousand small entries cost
+ * seconds put one by one, and the parsing step reads a pack once for all its documents.
+ */
+const PACK_BYTES = 8 * 1024 * 1024;
 
-/** Where an archive's entries are kept, under the job's blob prefix (removed with it). */
+/** Where an archive's entries are kept, under the job's blob prefix (removed with it): packs of several, and entries of their own. */
+const packBlobKey = (blobPrefix: string, archiveSeq: number, pack: number) => `${blobPrefix}entries/${archiveSeq}/pack-${pack}`;
 const entryBlobKey = (blobPrefix: string, archiveSeq: number, index: number) => `${blobPrefix}entries/${archiveSeq}/${index}`;
 
 async function planOf(sequelize: Sequelize, jobId: string): Promise<IngestionPlan> {
@@ -55,9 +61,10 @@ type EntryItem = CreationAttributes<IngestionItem>;
 /**
  * The items of one archive's supported entries (other entries are skipped, as a scan skips
  * files it does not analyze); an entry above the document size limit becomes a failed item.
- * Each entry goes to the blob store under a key of its own, the same on every run.
+ * Entries go to the blob store in packs, in order, at most `packEntries` (the batch size) to a
+ * pack, so a batch reads about one; under keys the same on every run.
  */
-async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPrefix: string, firstSeq: number, context: StepContext): Promise<EntryItem[]> {
+async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPrefix: string, firstSeq: number, packEntries: number, context: StepContext): Promise<EntryItem[]> {
   const dir = await mkdtemp(path.join(tmpdir(), 'auditflow-ingest-archive-'));
   try {
     const file = path.join(dir, 'archive.zip');
@@ -67,7 +74,17 @@ async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPr
     await extractZip(file, tree, limits, context.signal);
     const entries = (await filesUnder(tree)).filter((name) => formatOf(name) !== null);
     const items: EntryItem[] = [];
-    const itemOf = async (name: string, index: number): Promise<EntryItem> => {
+    const pack: { parts: Buffer[]; items: EntryItem[]; bytes: number; number: number } = { parts: [], items: [], bytes: 0, number: 0 };
+    const putPack = async () => {
+      if (pack.items.length === 0) return;
+      const key = packBlobKey(blobPrefix, archive.seq, pack.number);
+      await deps.blobs.put(key, Buffer.concat(pack.parts));
+      items.push(...pack.items.map((item) => ({ ...item, blobKey: key })));
+      Object.assign(pack, { parts: [], items: [], bytes: 0, number: pack.number + 1 });
+      context.heartbeat?.({ archive: archive.seq, stored: items.length });
+    };
+    for (const [index, name] of entries.entries()) {
+      context.signal?.throwIfAborted();
       const common = {
         jobId: archive.jobId,
         seq: firstSeq + index,
@@ -83,17 +100,20 @@ async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPr
       const full = path.join(tree, name);
       const { size } = await stat(full);
       if (size > deps.config.INGEST_MAX_DOCUMENT_BYTES) {
-        return { ...common, bytes: size, state: 'failed', error: `${name} is larger than ${deps.config.INGEST_MAX_DOCUMENT_BYTES} bytes (INGEST_MAX_DOCUMENT_BYTES).` };
+        items.push({ ...common, bytes: size, state: 'failed', error: `${name} is larger than ${deps.config.INGEST_MAX_DOCUMENT_BYTES} bytes (INGEST_MAX_DOCUMENT_BYTES).` });
+      } else if (size >= PACK_BYTES) {
+        const stored = await deps.blobs.put(entryBlobKey(blobPrefix, archive.seq, index), createReadStream(full));
+        items.push({ ...common, blobKey: stored.key, bytes: stored.bytes, contentSha256: stored.sha256 });
+      } else {
+        if (pack.bytes + size > PACK_BYTES || pack.items.length >= packEntries) await putPack();
+        const bytes = await readFile(full);
+        pack.items.push({ ...common, blobOffset: pack.bytes, bytes: bytes.length, contentSha256: createHash('sha256').update(bytes).digest('hex') });
+        pack.parts.push(bytes);
+        pack.bytes += bytes.length;
       }
-      const stored = await deps.blobs.put(entryBlobKey(blobPrefix, archive.seq, index), createReadStream(full));
-      return { ...common, blobKey: stored.key, bytes: stored.bytes, contentSha256: stored.sha256 };
-    };
-    for (let start = 0; start < entries.length; start += CONCURRENT_PUTS) {
-      context.signal?.throwIfAborted();
-      items.push(...(await Promise.all(entries.slice(start, start + CONCURRENT_PUTS).map((name, offset) => itemOf(name, start + offset)))));
-      context.heartbeat?.({ archive: archive.seq, stored: items.length });
     }
-    return items;
+    await putPack();
+    return items.sort((a, b) => a.seq - b.seq);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -113,7 +133,7 @@ export async function planIngestion(deps: IngestionDeps, jobId: string, blobPref
   const outcomes: Array<{ seq: number; error: string | null }> = [];
   for (const archive of archives) {
     try {
-      const items = await expandArchive(deps, archive, blobPrefix, nextSeq, context);
+      const items = await expandArchive(deps, archive, blobPrefix, nextSeq, batchSize, context);
       if (documents + items.length > deps.config.INGEST_MAX_DOCUMENTS) {
         outcomes.push({ seq: archive.seq, error: `${archive.name} holds ${items.length} documents: with the rest of the request that is more than ${deps.config.INGEST_MAX_DOCUMENTS} (INGEST_MAX_DOCUMENTS).` });
         continue;

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { Op } from 'sequelize';
 import { Document, DocumentChunk, IngestionItem } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { chunkId } from '../../services/documents/identity';
@@ -248,6 +250,37 @@ describe('ingesting documents', () => {
     const history = await t().temporal.workflow.getHandle(job.workflowId).fetchHistory();
     expect(history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId).toBeTruthy();
     expect(await progressStages(job.id)).toEqual(['fetching', 'parsing', 'chunking', 'embedding', 'storing']);
+  });
+
+  test("a ZIP's entries in small batches: each document holds exactly its own entry's text", async () => {
+    const project = await createProject(t(), token(), 'ingest-zip-batches');
+    // Sizes differ and one entry is not ASCII, so a document read from the wrong place in its pack could not pass.
+    const entries = Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`guides/g${i}.md`, guide(i === 3 ? 'Zürich café' : `topic${i}`, 1 + (i % 3))]));
+    const file = path.join(scratch, `${project.id}.zip`);
+    await writeFile(file, await zipOf(entries));
+    const audit = new AuditScope({ type: 'user', id: suite.admin.userId, tenantId: tenantId() });
+    const deps = { sequelize: t().sequelize, temporal: t().temporal, config: t().config, blobs: t().blobs };
+    const { job: started } = await startIngestion(deps, audit, {
+      tenantId: tenantId(),
+      projectId: project.id,
+      requestedBy: `user:${suite.admin.userId}`,
+      mode: 'add',
+      source: { kind: 'files', files: [{ path: file, fileName: 'guides.zip', mediaType: 'application/zip', bytes: 0, sha256: '' }] },
+      tuning: { batchSize: 3 },
+    });
+    const job = await waitForJob(t(), token(), started.id, isFinished, 'the ingestion');
+    expect(job.counters).toMatchObject({ documentsTotal: 7, documentsStored: 7, documentsFailed: 0 });
+    // Planning packed the entries a batch's worth to a blob: three packs for seven entries.
+    const expanded = await IngestionItem.findAll({ where: { jobId: job.id, expandedFrom: { [Op.ne]: null } } });
+    expect(new Set(expanded.map((i) => i.blobKey)).size).toBe(3);
+    for (const [name, text] of Object.entries(entries)) {
+      const document = await Document.findOne({ where: { projectId: project.id, sourceKey: name }, rejectOnEmpty: true });
+      expect({ name, sha: document.contentSha256 }).toEqual({ name, sha: createHash('sha256').update(text).digest('hex') });
+      const chunks = await DocumentChunk.findAll({ where: { documentId: document.id }, order: [['chunkIndex', 'ASC']] });
+      // Every chunk is the entry's text at its offsets.
+      for (const c of chunks) expect({ name, text: c.text }).toEqual({ name, text: text.slice(c.startOffset, c.endOffset) });
+      expect(chunks.at(-1)?.endOffset).toBe(text.trimEnd().length);
+    }
   });
 
   test('cancelled mid-ingestion: the job ends cancelled, its documents fail, and the stored version stays live untouched', async () => {
