@@ -8,7 +8,7 @@ import { Op } from 'sequelize';
 import { Document, DocumentChunk, IngestionItem } from '../../db';
 import { AuditScope } from '../../services/audit';
 import { chunkId } from '../../services/documents/identity';
-import { startIngestion } from '../../services/documents/ingestion';
+import { startIngestion, type IngestionRequest, type UploadedDocument } from '../../services/documents/ingestion';
 import type { IngestProgress } from '../../workflows/definitions';
 import { createTestLlmWorker } from '../harness/worker';
 import { zipOf } from '../harness/zip';
@@ -62,6 +62,14 @@ afterAll(async () => {
 const t = () => suite.t;
 const token = () => suite.admin.accessToken;
 const tenantId = () => suite.admin.tenantId;
+
+/** Starts an ingestion of files on disk as the suite's admin, with batch tuning the API does not take. */
+async function startTunedIngestion(projectId: string, files: UploadedDocument[], tuning: IngestionRequest['tuning']) {
+  const audit = new AuditScope({ type: 'user', id: suite.admin.userId, tenantId: tenantId() });
+  const deps = { sequelize: t().sequelize, temporal: t().temporal, config: t().config, blobs: t().blobs };
+  const { job } = await startIngestion(deps, audit, { tenantId: tenantId(), projectId, requestedBy: `user:${suite.admin.userId}`, mode: 'add', source: { kind: 'files', files }, tuning });
+  return job;
+}
 
 /** A Markdown guide of several sections about `topic`. */
 function guide(topic: string, sections = 3, extra = ''): string {
@@ -226,16 +234,7 @@ describe('ingesting documents', () => {
         return { path: file, fileName: f.name, mediaType: 'text/markdown', bytes: Buffer.byteLength(f.content), sha256: '' };
       }),
     );
-    const audit = new AuditScope({ type: 'user', id: suite.admin.userId, tenantId: tenantId() });
-    const deps = { sequelize: t().sequelize, temporal: t().temporal, config: t().config, blobs: t().blobs };
-    const { job: started } = await startIngestion(deps, audit, {
-      tenantId: tenantId(),
-      projectId: project.id,
-      requestedBy: `user:${suite.admin.userId}`,
-      mode: 'add',
-      source: { kind: 'files', files: uploaded },
-      tuning: { batchSize: 2, parallelism: 2, batchesPerRun: 4 },
-    });
+    const started = await startTunedIngestion(project.id, uploaded, { batchSize: 2, parallelism: 2, batchesPerRun: 4 });
     // The query answers while the job runs (finished, the job's row does).
     const live = await waitUntil('the progress query answers', async () => {
       const job = (await t().get(`/api/v1/jobs/${started.id}`, { token: token() })).body as JobBody;
@@ -258,16 +257,7 @@ describe('ingesting documents', () => {
     const entries = Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`guides/g${i}.md`, guide(i === 3 ? 'Zürich café' : `topic${i}`, 1 + (i % 3))]));
     const file = path.join(scratch, `${project.id}.zip`);
     await writeFile(file, await zipOf(entries));
-    const audit = new AuditScope({ type: 'user', id: suite.admin.userId, tenantId: tenantId() });
-    const deps = { sequelize: t().sequelize, temporal: t().temporal, config: t().config, blobs: t().blobs };
-    const { job: started } = await startIngestion(deps, audit, {
-      tenantId: tenantId(),
-      projectId: project.id,
-      requestedBy: `user:${suite.admin.userId}`,
-      mode: 'add',
-      source: { kind: 'files', files: [{ path: file, fileName: 'guides.zip', mediaType: 'application/zip', bytes: 0, sha256: '' }] },
-      tuning: { batchSize: 3 },
-    });
+    const started = await startTunedIngestion(project.id, [{ path: file, fileName: 'guides.zip', mediaType: 'application/zip', bytes: 0, sha256: '' }], { batchSize: 3 });
     const job = await waitForJob(t(), token(), started.id, isFinished, 'the ingestion');
     expect(job.counters).toMatchObject({ documentsTotal: 7, documentsStored: 7, documentsFailed: 0 });
     // Planning packed the entries a batch's worth to a blob: three packs for seven entries.
