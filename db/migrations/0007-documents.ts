@@ -103,9 +103,17 @@ export const up: MigrationFn<QueryInterface> = async ({ context: qi }) => {
       PRIMARY KEY (job_id, seq)
     );
     CREATE INDEX ingestion_items_batch_idx ON ingestion_items (job_id, batch);
+
+    -- Vectors between the embedding and the storing stage (float4 bytes), keyed by chunk id.
+    CREATE TABLE ingestion_vectors (
+      chunk_id uuid PRIMARY KEY REFERENCES document_chunks(id) ON DELETE CASCADE,
+      job_id uuid NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+      vector bytea NOT NULL
+    );
+    CREATE INDEX ingestion_vectors_job_idx ON ingestion_vectors (job_id);
   `);
 };
 
 export const down: MigrationFn<QueryInterface> = async ({ context: qi }) => {
-  await qi.sequelize.query('DROP TABLE IF EXISTS ingestion_items, document_chunks, documents;');
+  await qi.sequelize.query('DROP TABLE IF EXISTS ingestion_vectors, ingestion_items, document_chunks, documents;');
 };

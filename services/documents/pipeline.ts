@@ -24,8 +24,7 @@ import { chunkId } from './identity';
  *
  * The workflow runs them per batch of an ingestion job's `ingestion_items` rows, one stage over
  * every batch before the next (`fetchIngestionBatch` … `storeIngestionBatch`), passing what one
- * stage makes to the next through Postgres (parsed text on the item, chunk rows) and the vector
- * store (points written by embedding, under the ids publishing makes live).
+ * stage makes to the next through Postgres (parsed text on the item, chunk rows, staged vectors).
  * Each batch step only moves items from its input state to its output state, so a retried or
  * re-run step (a worker killed mid-batch) does the remaining work once: chunk ids and vector ids
  * are deterministic (UUID v5 of document, content hash, index), rows are inserted on conflict do
@@ -538,113 +537,107 @@ export async function chunkIngestionBatch(deps: IngestionDeps, jobId: string, ba
 
 const versionOf = (item: IngestionItem): VersionKey => ({ tenantId: item.tenantId, projectId: item.projectId, documentId: item.documentId ?? '', contentSha256: item.contentSha256 ?? '' });
 
-/** From the chunk rows (`c`) of the new versions of the items `:seqs` (`i`) of job `:jobId`. */
-const fromStagedChunks = `FROM ingestion_items i JOIN document_chunks c ON c.document_id = i.document_id AND c.content_sha256 = i.content_sha256
+/** From the chunk rows (`c`) of the new versions of the items `:seqs` (`i`) of job `:jobId`, and what `join` adds. */
+const fromStagedChunks = (join = '') => `FROM ingestion_items i JOIN document_chunks c ON c.document_id = i.document_id AND c.content_sha256 = i.content_sha256 ${join}
   WHERE i.job_id = :jobId AND i.seq = ANY(ARRAY[:seqs]::int[])`;
-
-const itemCollection = (item: IngestionItem): VectorCollection | null => collectionOf(item.embeddingModel, item.embeddingDimensions);
 
 /**
  * Embedding (on the LLM task queue): the batch's staged chunks → vectors from the tenant's
- * embedding model, in one gateway call, written straight to the vector store under their chunk
- * ids (search reads only live versions, so these stay unseen until published); the items record
- * the collection before the write, so whatever ends the job early finds the points, and become
- * `embedded` after it. Run again, it upserts the same points.
+ * embedding model, in one gateway call, staged in `ingestion_vectors` with the items' collection.
  */
 export async function embedIngestionBatch(deps: IngestionLlmDeps, jobId: string, batch: number, call: LlmCall, context: StepContext = {}): Promise<void> {
   const items = await itemsOf(jobId, batch, 'chunked');
   if (items.length === 0) return;
   const seqs = items.map((i) => i.seq);
-  const chunks = await deps.sequelize.query<{ documentId: string; chunkIndex: number; text: string; headingPath: string[] }>(
-    `SELECT c.document_id AS "documentId", c.chunk_index AS "chunkIndex", c.text, c.heading_path AS "headingPath" ${fromStagedChunks} ORDER BY i.seq, c.chunk_index`,
+  const all = await deps.sequelize.query<{ id: string; text: string; headingPath: string[] }>(
+    `SELECT c.id, c.text, c.heading_path AS "headingPath" ${fromStagedChunks()} ORDER BY i.seq, c.chunk_index`,
     { replacements: { jobId, seqs }, type: QueryTypes.SELECT },
   );
-  const { vectors, collection } = await embedChunkTexts(deps, call, chunks);
-  context.heartbeat?.({ batch, embedded: chunks.length });
-  const points = new Map<string, VersionVectors['points']>();
-  chunks.forEach((c, i) => {
-    const point = { chunkIndex: c.chunkIndex, vector: vectors[i] ?? [] };
-    const list = points.get(c.documentId);
-    if (list) list.push(point);
-    else points.set(c.documentId, [point]);
+  const { vectors, collection } = await embedChunkTexts(deps, call, all);
+  context.heartbeat?.({ batch, embedded: all.length });
+  await deps.sequelize.transaction(async (transaction) => {
+    for (let i = 0; i < all.length; i += 1000) {
+      await deps.sequelize.query(
+        `INSERT INTO ingestion_vectors (chunk_id, job_id, vector)
+         SELECT c, :jobId, v FROM unnest(ARRAY[:ids]::uuid[], ARRAY[:vectors]::bytea[]) AS s(c, v)
+         ON CONFLICT (chunk_id) DO UPDATE SET vector = EXCLUDED.vector, job_id = EXCLUDED.job_id`,
+        {
+          replacements: { jobId, ids: all.slice(i, i + 1000).map((c) => c.id), vectors: vectors.slice(i, i + 1000).map((v) => Buffer.from(Float32Array.from(v).buffer)) },
+          transaction,
+        },
+      );
+    }
+    await IngestionItem.update(
+      { state: 'embedded', embeddingModel: collection.model, embeddingDimensions: collection.dimensions },
+      { where: { jobId, batch, state: 'chunked', seq: seqs }, transaction },
+    );
   });
-  const versions = items.map((item) => ({ version: versionOf(item), points: points.get(item.documentId ?? '') ?? [] }));
-
-  // An earlier attempt that wrote with another model (the tenant changed it since) leaves no points behind.
-  for (const item of items) {
-    const earlier = itemCollection(item);
-    if (earlier && !sameCollection(earlier, collection)) await deps.vectors.deleteByIds(earlier, { tenantId: item.tenantId }, chunkIdsOf(item));
-  }
-  await IngestionItem.update({ embeddingModel: collection.model, embeddingDimensions: collection.dimensions }, { where: { jobId, seq: seqs, state: 'chunked' } });
-  const ids = await storeVectors(deps.vectors, collection, versions);
-  context.signal?.throwIfAborted();
-  const moved = await deps.sequelize.query<{ seq: number }>(
-    "UPDATE ingestion_items SET state = 'embedded' WHERE job_id = :jobId AND seq = ANY(ARRAY[:seqs]::int[]) AND state = 'chunked' RETURNING seq",
-    { replacements: { jobId, seqs }, type: QueryTypes.SELECT },
-  );
-  if (moved.length === items.length) return;
-  // Items a cancellation failed while the points were written: their cleanup may have run first, so the points it missed go now.
-  const movedSeqs = new Set(moved.map((r) => r.seq));
-  const left = await deps.sequelize.query<{ seq: number; state: string; live: string | null }>(
-    `SELECT i.seq, i.state, d.content_sha256 AS live FROM ingestion_items i LEFT JOIN documents d ON d.id = i.document_id
-     WHERE i.job_id = :jobId AND i.seq = ANY(ARRAY[:seqs]::int[])`,
-    { replacements: { jobId, seqs: seqs.filter((seq) => !movedSeqs.has(seq)) }, type: QueryTypes.SELECT },
-  );
-  const failed = new Set(left.filter((r) => r.state === 'failed').map((r) => r.seq));
-  // Never the live version's points: the same bytes published by another job have the same ids.
-  const liveOf = new Map(left.map((r) => [r.seq, r.live]));
-  const stray = items.flatMap((item, i) => (failed.has(item.seq) && liveOf.get(item.seq) !== item.contentSha256 ? (ids[i] ?? []) : []));
-  if (stray.length > 0) await deps.vectors.deleteByIds(collection, { tenantId: items[0]?.tenantId ?? '' }, stray);
 }
 
-/** The ids of an item's new version's chunks, as its points are keyed. */
-const chunkIdsOf = (item: IngestionItem) => Array.from({ length: item.chunkCount }, (_, index) => chunkId(item.documentId ?? '', item.contentSha256 ?? '', index));
+const vectorOf = (bytes: Buffer) => Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / Float32Array.BYTES_PER_ELEMENT));
 
 /** Deps of the storing step: it reads the tenant's embedding model. */
 export type IngestionStoreDeps = IngestionDeps & { config: IngestionConfig & LlmConfig };
 
+const itemCollection = (item: IngestionItem): VectorCollection => ({ model: item.embeddingModel ?? '', dimensions: item.embeddingDimensions ?? 0 });
+
 /**
- * Storing: in one transaction, the batch's embedded versions become live and their items
- * `stored`, each item recording the version its document had until then; then those versions are
- * removed (rows and vectors). Run again, it removes what is left.
+ * Storing: the batch's staged vectors go to the vector store in one write, then, in one
+ * transaction, the new versions become live and their items `stored`, each item recording the
+ * version its document had until then; then those versions are removed (rows and vectors) and the
+ * staged vectors dropped. Run again, it upserts the same points and removes what is left.
  *
  * A version embedded with a model the tenant's settings no longer name (changed, and the tenant's
  * documents reindexed, while this job ran) is not published: the reindex would never move it, so
- * vector search with the new model would never find it. Its item fails, saying so, and its points
- * go; ingesting the document again stores it with the new model.
+ * vector search with the new model would never find it. Its item fails, saying so; ingesting the
+ * document again stores it with the new model.
  */
 export async function storeIngestionBatch(deps: IngestionStoreDeps, jobId: string, batch: number, context: StepContext = {}): Promise<void> {
   const items = await itemsOf(jobId, batch, 'embedded');
   const tenantId = items[0]?.tenantId;
   if (tenantId === undefined) return finishStoredBatch(deps, jobId, batch);
+  const model = await tenantEmbeddingModel(deps.config, tenantId);
+  // One model, so one collection: the batch was embedded in one call.
+  const storable = items.filter((item) => item.embeddingModel === model);
+  const staged = await deps.sequelize.query<{ document_id: string; chunk_index: number; vector: Buffer }>(
+    `SELECT c.document_id, c.chunk_index, v.vector ${fromStagedChunks('JOIN ingestion_vectors v ON v.chunk_id = c.id')} ORDER BY i.seq, c.chunk_index`,
+    { replacements: { jobId, seqs: storable.map((item) => item.seq) }, type: QueryTypes.SELECT },
+  );
+  const points = new Map<string, VersionVectors['points']>();
+  for (const s of staged) {
+    const point = { chunkIndex: s.chunk_index, vector: vectorOf(s.vector) };
+    const list = points.get(s.document_id);
+    if (list) list.push(point);
+    else points.set(s.document_id, [point]);
+  }
   context.signal?.throwIfAborted();
-  const current = await deps.sequelize.transaction(async (transaction) => {
-    // Read just before publishing: a reindex started by a change since the embedding would never move these versions.
+  context.heartbeat?.({ batch, staged: staged.length });
+  const collection = storable[0] ? itemCollection(storable[0]) : null;
+  const ids = collection ? await storeVectors(deps.vectors, collection, storable.map((item) => ({ version: versionOf(item), points: points.get(item.documentId ?? '') ?? [] }))) : [];
+
+  const { current, moved, published } = await deps.sequelize.transaction(async (transaction) => {
+    // Read again just before publishing: a reindex started by a change since then would never move these versions.
     const now = await tenantEmbeddingModel(deps.config, tenantId);
     // Only from `embedded`, rows locked: a cancellation's cleanup either ran first (nothing is published) or waits for this commit.
-    const storable = items.flatMap((item) => {
-      const collection = itemCollection(item);
-      return collection?.model === now ? [{ item, collection }] : [];
-    });
     const moved = await deps.sequelize.query<{ seq: number }>(
       "UPDATE ingestion_items SET state = 'stored' WHERE job_id = :jobId AND seq = ANY(ARRAY[:seqs]::int[]) AND state = 'embedded' RETURNING seq",
-      { replacements: { jobId, seqs: storable.map(({ item }) => item.seq) }, type: QueryTypes.SELECT, transaction },
+      { replacements: { jobId, seqs: storable.filter((item) => item.embeddingModel === now).map((item) => item.seq) }, type: QueryTypes.SELECT, transaction },
     );
     const seqs = new Set(moved.map((r) => r.seq));
-    const toPublish = storable.filter(({ item }) => seqs.has(item.seq));
+    const toPublish = storable.filter((item) => seqs.has(item.seq));
     const replaced = await publishVersions(
       deps.sequelize,
-      toPublish.map(({ item, collection }) => ({
+      toPublish.map((item) => ({
         identity: identityOf(item, item.format as DocumentFormat, item.title ?? item.name),
         documentId: item.documentId ?? '',
         chunkCount: item.chunkCount,
         tokenCount: item.tokenCount,
-        collection,
+        collection: itemCollection(item),
       })),
       transaction,
     );
     // What each document held until now, for `finishStoredBatch` to remove (also when a retry runs it).
-    const publishedItems = toPublish.map(({ item }) => item).filter((item) => replaced.has(item.documentId ?? ''));
+    const publishedItems = toPublish.filter((item) => replaced.has(item.documentId ?? ''));
     const before = publishedItems.map((item) => replaced.get(item.documentId ?? '') ?? null);
     if (publishedItems.length > 0) {
       await deps.sequelize.query(
@@ -663,10 +656,16 @@ export async function storeIngestionBatch(deps: IngestionStoreDeps, jobId: strin
         },
       );
     }
-    return now;
+    return { current: now, moved: seqs, published: new Set(publishedItems.map((item) => item.seq)) };
   });
 
-  const stale = items.filter((item) => item.embeddingModel !== current);
+  // Points upserted for versions not published (a cancellation took the item, the document went, the model changed) belong to no live version.
+  // An item another attempt of this step stored meanwhile is the exception: its points are live.
+  const unmoved = storable.filter((item) => !moved.has(item.seq)).map((item) => item.seq);
+  const storedElsewhere = new Set(unmoved.length === 0 ? [] : (await IngestionItem.findAll({ where: { jobId, seq: unmoved, state: 'stored' }, attributes: ['seq'] })).map((item) => item.seq));
+  const stray = storable.flatMap((item, i) => (published.has(item.seq) || storedElsewhere.has(item.seq) ? [] : (ids[i] ?? [])));
+  if (collection && stray.length > 0) await deps.vectors.deleteByIds(collection, { tenantId }, stray);
+  const stale = items.filter((item) => item.embeddingModel !== model || item.embeddingModel !== current);
   if (stale.length > 0) await failStaleItems(deps, stale, current);
   await finishStoredBatch(deps, jobId, batch);
 }
@@ -676,7 +675,7 @@ async function tenantEmbeddingModel(config: LlmConfig, tenantId: string): Promis
   return (await effectiveLlmSettings(config, tenantId)).embedding.model;
 }
 
-/** Items embedded with a model the tenant no longer uses: their points and staged chunk rows go, and they fail. */
+/** Items embedded with a model the tenant no longer uses: their staged chunk rows go (their vectors went already), and they fail. */
 async function failStaleItems(deps: IngestionDeps, items: IngestionItem[], model: string): Promise<void> {
   const live = await deps.sequelize.query<{ id: string; content_sha256: string | null }>('SELECT id, content_sha256 FROM documents WHERE id = ANY(ARRAY[:ids]::uuid[])', {
     replacements: { ids: items.map((item) => item.documentId ?? '') },
@@ -686,7 +685,7 @@ async function failStaleItems(deps: IngestionDeps, items: IngestionItem[], model
   for (const item of items) {
     // The same bytes published meanwhile by another job are live: never removed.
     if (item.documentId === null || item.contentSha256 === null || liveHash.get(item.documentId) === item.contentSha256) continue;
-    await removeReplacedVersion(deps, item.tenantId, item.documentId, { contentSha256: item.contentSha256, collection: itemCollection(item) });
+    await removeReplacedVersion(deps, item.tenantId, item.documentId, { contentSha256: item.contentSha256, collection: null });
   }
   await failIngestionItems(
     deps.sequelize,
@@ -697,12 +696,17 @@ async function failStaleItems(deps: IngestionDeps, items: IngestionItem[], model
   );
 }
 
-/** The versions the batch's stored items replaced are removed; idempotent. */
+/** The versions the batch's stored items replaced are removed, and their staged vectors dropped; idempotent. */
 async function finishStoredBatch(deps: IngestionDeps, jobId: string, batch: number): Promise<void> {
   for (const item of await itemsOf(jobId, batch, 'stored')) {
     if (item.replacedSha256 === null || item.documentId === null) continue;
     const replaced = { contentSha256: item.replacedSha256, collection: collectionOf(item.replacedModel, item.replacedDimensions) };
-    const collection = itemCollection(item);
-    if (collection) await removeReplacedVersion(deps, item.tenantId, item.documentId, replaced, { contentSha256: item.contentSha256 ?? '', collection });
+    await removeReplacedVersion(deps, item.tenantId, item.documentId, replaced, { contentSha256: item.contentSha256 ?? '', collection: itemCollection(item) });
   }
+  await deps.sequelize.query(
+    `DELETE FROM ingestion_vectors WHERE job_id = :jobId AND chunk_id IN (
+       SELECT c.id FROM ingestion_items i JOIN document_chunks c ON c.document_id = i.document_id AND c.content_sha256 = i.content_sha256
+       WHERE i.job_id = :jobId AND i.batch = :batch AND i.state = 'stored')`,
+    { replacements: { jobId, batch } },
+  );
 }

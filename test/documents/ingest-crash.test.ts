@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Op, QueryTypes } from 'sequelize';
+import { QueryTypes } from 'sequelize';
 import { Document, IngestionItem, Job, type JobStatus } from '../../db';
 import type { VectorCollection } from '../../lib/vector-store';
 import { AuditScope } from '../../services/audit';
@@ -14,8 +14,8 @@ import { storedDocuments } from './ingest-helpers';
 
 /**
  * A worker process dies (SIGKILL) in the middle of a document ingestion (issue 7, criterion 5):
- * batch 0 is stored, batch 1's vectors are in the vector store (embedding wrote them) but its
- * documents are not yet published. A new worker process retries the storing step and finishes the job; every chunk is
+ * batch 0 is stored, batch 1's vectors are in the vector store but its documents are not yet
+ * published. A new worker process retries the storing step and finishes the job; every chunk is
  * there exactly once (rows and vectors, ids the UUID v5 of document, content hash and index), no
  * staged row is left, and the chunks equal those of an uninterrupted ingestion of the same files.
  *
@@ -25,9 +25,9 @@ import { storedDocuments } from './ingest-helpers';
  *    key of a batch-2 file: fetching batch 2 waits on the unique index, batches 0 and 1 are fetched.
  * 2. The test then locks (FOR NO KEY UPDATE) the row of a batch-1 document, which the later stages
  *    only reference (key-share locks, compatible) until storing publishes it, and rolls 1 back.
- * 3. Storing batch 1 (its vectors were written when it was embedded) waits on that row inside its
- *    publishing transaction; the test kills the worker there, and releases the lock: the dead
- *    worker's transaction, its client gone, never commits.
+ * 3. Storing batch 1 writes its vectors, then waits on that row inside its transaction; the test
+ *    kills the worker there, and releases the lock: the dead worker's transaction, its client
+ *    gone, never commits.
  */
 
 const FILES = 6;
@@ -150,7 +150,7 @@ describe('a worker killed mid-ingestion', () => {
       });
       await fetchHold.release();
 
-      // Mid-store: batch 0 stored; batch 1's vectors written, its publishing transaction waiting on the locked row.
+      // Mid-store: batch 0 stored; batch 1's vectors written, its transaction waiting on the locked row.
       await waitUntil('batch 0 is stored and storing batch 1 waits on the locked document', async () => {
         const stored = await IngestionItem.count({ where: { jobId: job.id, batch: 0, state: 'stored' } });
         return stored === BATCH_SIZE && (await backendsBlockedBy(t.sequelize, storeHold!.pid)) > 0;
@@ -231,8 +231,13 @@ describe('a worker killed mid-ingestion', () => {
         const points = await t.vectors.search(collection, Array.from({ length: collection.dimensions }, () => 1), { tenantId: admin.tenantId, documentIds: [d.id] }, 1000);
         expect(points.map((p) => p.id).sort()).toEqual(afterCrash.filter((c) => c.document_id === d.id).map((c) => c.id).sort());
       }
-      // Nothing staged is left behind: no parsed text on the items.
-      expect(await IngestionItem.count({ where: { jobId: job.id, parsedText: { [Op.ne]: null } } })).toBe(0);
+      // Nothing staged is left behind: no vectors waiting in Postgres, no parsed text on the items.
+      const [staged] = await t.sequelize.query<{ vectors: number; texts: number }>(
+        `SELECT (SELECT count(*) FROM ingestion_vectors WHERE job_id = :jobId)::int AS vectors,
+                (SELECT count(*) FROM ingestion_items WHERE job_id = :jobId AND parsed_text IS NOT NULL)::int AS texts`,
+        { replacements: { jobId: job.id }, type: QueryTypes.SELECT },
+      );
+      expect(staged).toEqual({ vectors: 0, texts: 0 });
 
       // The same files, ingested without interruption (by the second worker) into another project.
       const baselineJob = await ingest(uninterrupted.id);

@@ -1,3 +1,4 @@
+import { QueryTypes } from 'sequelize';
 import { Document, DocumentChunk, IngestionItem, Job } from '../../db';
 import type { VectorCollection } from '../../lib/vector-store';
 import { AuditScope } from '../../services/audit';
@@ -285,13 +286,15 @@ describe('an ingestion crossing a reindex', () => {
         { sourceKey: 'scheduling.md', error: reason },
       ],
     });
-    // The stored version stays live, reindexed; the new document failed; nothing of the versions not stored is left: no chunk rows, no points in the stand-in model's collection.
+    // The stored version stays live, reindexed; the new document failed; nothing of the versions not stored is left, staged vectors included.
     expect(await storedDocuments(t(), owner.tenantId, project.id)).toEqual({
       'billing.md': expect.objectContaining({ status: 'stored', liveChunks: v1.chunkCount, allChunks: v1.chunkCount, vectors: v1.chunkCount }),
       'scheduling.md': expect.objectContaining({ status: 'failed', allChunks: 0, vectors: 0 }),
     });
     expect(await Document.findOne({ where: { projectId: project.id, sourceKey: 'billing.md' }, rejectOnEmpty: true })).toMatchObject({ contentSha256: v1.contentSha256, embeddingModel: builtin.model });
     expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
+    const [staged] = await t().sequelize.query<{ n: number }>('SELECT count(*)::int AS n FROM ingestion_vectors WHERE job_id = :jobId', { replacements: { jobId: job.id }, type: QueryTypes.SELECT });
+    expect(staged?.n).toBe(0);
 
     const again = await uploadDocuments(t(), owner.accessToken, project.id, parts);
     expect(await waitForJob(t(), owner.accessToken, (again.body as JobBody).id, isFinished, 'the ingestion again')).toMatchObject({
