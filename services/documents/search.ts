@@ -94,30 +94,37 @@ const liveChunkJoins = `
 
 const chunkColumns = 'c.id, c.chunk_index, c.text, c.heading_path, c.start_offset, c.end_offset, d.id AS document_id, d.title, d.source_key, d.project_id';
 
+/**
+ * When points that are not live took places among the nearest, the store is asked again for this
+ * many times as many (up to MAX_TOP_K): a batch being stored, or a document being removed, must
+ * not leave a search with fewer results than it asked for.
+ */
+const REFILL_FACTOR = 4;
+
 /** Nearest chunks to the query's embedding, by the tenant's current embedding model; nearest first. */
 async function vectorSearch(deps: SearchDeps, request: SearchRequest, depth: number): Promise<SearchResult[]> {
   const call: LlmCall = { tenantId: request.tenantId, projectId: request.projectId ?? null, mode: 'interactive', actor: request.actor, activity: 'search', signal: request.signal };
   const embedding = await embedTexts(deps, call, [request.query]);
   const vector = embedding.vectors[0];
   if (!vector) return [];
-  const matches = await deps.vectors.search(
-    { model: embedding.model, dimensions: embedding.dimensions },
-    vector,
-    { tenantId: request.tenantId, projectId: request.projectId, documentIds: request.documentIds },
-    Math.min(depth, MAX_TOP_K),
-  );
-  if (matches.length === 0) return [];
-  // The store may still hold vectors of a replaced version or a deleted document for a moment: only live chunks count.
+  const collection = { model: embedding.model, dimensions: embedding.dimensions };
+  const filter = { tenantId: request.tenantId, projectId: request.projectId, documentIds: request.documentIds };
   const { where, replacements } = scopeConditions(request, chunkScope);
-  const rows = await deps.sequelize.query<ChunkRow>(`SELECT ${chunkColumns} FROM document_chunks c ${liveChunkJoins} WHERE ${where} AND c.id IN (:ids)`, {
-    replacements: { ...replacements, ids: matches.map((m) => m.id) },
-    type: QueryTypes.SELECT,
-  });
-  const byId = new Map(rows.map((r) => [r.id, r]));
-  return matches.flatMap((m) => {
-    const row = byId.get(m.id);
-    return row ? [resultOf(row, m.score)] : [];
-  });
+  for (let asked = Math.min(depth, MAX_TOP_K); ; asked = Math.min(asked * REFILL_FACTOR, MAX_TOP_K)) {
+    const matches = await deps.vectors.search(collection, vector, filter, asked);
+    if (matches.length === 0) return [];
+    // The store may hold vectors of a version not yet published, a replaced one or a deleted document for a moment: only live chunks count.
+    const rows = await deps.sequelize.query<ChunkRow>(`SELECT ${chunkColumns} FROM document_chunks c ${liveChunkJoins} WHERE ${where} AND c.id IN (:ids)`, {
+      replacements: { ...replacements, ids: matches.map((m) => m.id) },
+      type: QueryTypes.SELECT,
+    });
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const live = matches.flatMap((m) => {
+      const row = byId.get(m.id);
+      return row ? [resultOf(row, m.score)] : [];
+    });
+    if (live.length >= depth || matches.length < asked || asked === MAX_TOP_K) return live.slice(0, depth);
+  }
 }
 
 /** A word of the query as Postgres indexes it (English stemming), and how common it is among the chunks. */

@@ -3,6 +3,7 @@ import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { QueryTypes } from 'sequelize';
 import { Document } from '../../db';
 import { keywordCandidates, type QueryTerm } from '../../services/documents/search';
+import { embedTexts } from '../../services/llm';
 import { registerTenant, startTestApp, type Member, type TestApp } from '../harness';
 import { addMember } from '../harness/members';
 
@@ -144,6 +145,30 @@ it('finds only the stored version of a changed document', async () => {
   for (const mode of modes) {
     const res = await search(admin, { query: 'where does the staging cluster live? Frankfurt or Dublin', mode, projectId: project });
     expect(res.body.results.map((r: { chunk: { text: string } }) => r.chunk.text)).toEqual(['# Notes\n\nThe staging cluster moved to Dublin.']);
+  }
+});
+
+it('fills its results with live chunks when points of versions not yet published are nearer', async () => {
+  const project = await newProject(admin, 'crowded');
+  await store(admin, project, { 'ops/retries.md': retryGuide, 'ops/cache.md': cacheGuide });
+  const query = 'how long does a failed job wait before it is retried with backoff?';
+  const before = await search(admin, { query, mode: 'vector', projectId: project, topK: 3 });
+  expect(before.body.results).toHaveLength(3);
+  // A batch embedded and upserted but not yet published: points nearer to the query than any live chunk (its very vector), ids no live chunk has.
+  const embedded = await embedTexts(t, { tenantId: admin.tenantId, projectId: project, mode: 'job' }, [query]);
+  const retries = await documentId(project, 'ops/retries.md');
+  const pending = Array.from({ length: 20 }, (_, i) => ({
+    id: randomUUID(),
+    vector: embedded.vectors[0] ?? [],
+    payload: { tenantId: admin.tenantId, projectId: project, documentId: retries, chunkIndex: 100 + i },
+  }));
+  const collection = { model: embedded.model, dimensions: embedded.dimensions };
+  await t.vectors.upsert(collection, pending);
+  try {
+    const crowded = await search(admin, { query, mode: 'vector', projectId: project, topK: 3 });
+    expect(crowded.body.results.map((r: { chunk: { id: string } }) => r.chunk.id)).toEqual(before.body.results.map((r: { chunk: { id: string } }) => r.chunk.id));
+  } finally {
+    await t.vectors.deleteByIds(collection, { tenantId: admin.tenantId }, pending.map((p) => p.id));
   }
 });
 
