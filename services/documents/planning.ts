@@ -120,9 +120,31 @@ async function expandArchive(deps: IngestionDeps, archive: IngestionItem, blobPr
 }
 
 /**
- * Expands the job's archives and numbers its documents into batches of `batchSize`, in request
- * order. An archive that cannot be extracted, or that would take the job past
- * INGEST_MAX_DOCUMENTS, fails as a whole (listed with the job's failed documents).
+ * Batch numbers for documents of these sizes, in order: a batch takes up to `maxDocuments`
+ * documents and `maxBytes` bytes (a larger document is a batch of its own), as a batch's
+ * documents are held in memory together. A URL's size is unknown until it is fetched: 0 here.
+ */
+export function batchesOf(sizes: readonly number[], maxDocuments: number, maxBytes: number): number[] {
+  let batch = 0;
+  let documents = 0;
+  let bytes = 0;
+  return sizes.map((size) => {
+    if (documents > 0 && (documents >= maxDocuments || bytes + size > maxBytes)) {
+      batch += 1;
+      documents = 0;
+      bytes = 0;
+    }
+    documents += 1;
+    bytes += size;
+    return batch;
+  });
+}
+
+/**
+ * Expands the job's archives and numbers its documents into batches of up to `batchSize`
+ * documents and INGEST_BATCH_MAX_BYTES, in request order. An archive that cannot be extracted, or
+ * that would take the job past INGEST_MAX_DOCUMENTS, fails as a whole (listed with the job's
+ * failed documents).
  */
 export async function planIngestion(deps: IngestionDeps, jobId: string, blobPrefix: string, batchSize: number, context: StepContext = {}): Promise<IngestionPlan> {
   if (await planned(jobId)) return planOf(deps.sequelize, jobId);
@@ -152,7 +174,7 @@ export async function planIngestion(deps: IngestionDeps, jobId: string, blobPref
     for (const o of outcomes) {
       await IngestionItem.update(o.error === null ? { state: 'expanded' } : { state: 'failed', error: o.error }, { where: { jobId, seq: o.seq }, transaction });
     }
-    const replacements = { jobId, batchSize };
+    const replacements = { jobId };
     // The first item with a source key is the document; a later one in the same request cannot also be.
     await deps.sequelize.query(
       `UPDATE ingestion_items i SET state = 'failed', error = 'Another document of this request has the same source key (' || i.source_key || ').'
@@ -161,12 +183,15 @@ export async function planIngestion(deps: IngestionDeps, jobId: string, blobPref
        WHERE i.job_id = :jobId AND i.seq = d.seq AND d.n > 1`,
       { replacements, transaction },
     );
+    const pending = await deps.sequelize.query<{ seq: number; bytes: string | null }>(
+      "SELECT seq, bytes FROM ingestion_items WHERE job_id = :jobId AND source_type <> 'archive' AND state = 'pending' ORDER BY seq",
+      { replacements, type: QueryTypes.SELECT, transaction },
+    );
+    const batches = batchesOf(pending.map((p) => Number(p.bytes ?? 0)), batchSize, deps.config.INGEST_BATCH_MAX_BYTES);
     await deps.sequelize.query(
-      `UPDATE ingestion_items i SET batch = (d.n - 1) / :batchSize
-       FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM ingestion_items
-             WHERE job_id = :jobId AND source_type <> 'archive' AND state = 'pending') d
-       WHERE i.job_id = :jobId AND i.seq = d.seq`,
-      { replacements, transaction },
+      `UPDATE ingestion_items i SET batch = b.batch FROM unnest(ARRAY[:seqs]::int[], ARRAY[:batches]::int[]) AS b(seq, batch)
+       WHERE i.job_id = :jobId AND i.seq = b.seq`,
+      { replacements: { jobId, seqs: pending.map((p) => p.seq), batches }, transaction },
     );
   });
   return planOf(deps.sequelize, jobId);

@@ -35,7 +35,8 @@ const requested: string[] = [];
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'ingest-workflow-'));
   // Small chunks, so documents have several and replacing a version is worth counting.
-  suite = await startJobsSuite('ingest', { env: { INGEST_ALLOWED_HOSTS: '127.0.0.1', CHUNK_TARGET_TOKENS: '48', CHUNK_OVERLAP_TOKENS: '8' } });
+  // Batches of at most 4 KiB of documents, so a test can fill one; the other tests' batches stay well under it.
+  suite = await startJobsSuite('ingest', { env: { INGEST_ALLOWED_HOSTS: '127.0.0.1', CHUNK_TARGET_TOKENS: '48', CHUNK_OVERLAP_TOKENS: '8', INGEST_BATCH_MAX_BYTES: '4096' } });
   llmWorker = await createTestLlmWorker(suite.t);
   llmWorkerRun = llmWorker.worker.run();
   web = createServer((req, res) => {
@@ -271,6 +272,25 @@ describe('ingesting documents', () => {
       for (const c of chunks) expect({ name, text: c.text }).toEqual({ name, text: text.slice(c.startOffset, c.endOffset) });
       expect(chunks.at(-1)?.endOffset).toBe(text.trimEnd().length);
     }
+  });
+
+  test('batches hold at most INGEST_BATCH_MAX_BYTES of documents; a larger document is a batch of its own', async () => {
+    const project = await createProject(t(), token(), 'ingest-batch-bytes');
+    const sized = (name: string, bytes: number) => ({ name, content: `# ${name}\n\n${'Every restart of a worker is audited. '.repeat(Math.ceil(bytes / 38))}`.slice(0, bytes) });
+    const files = [sized('a.md', 3000), sized('b.md', 3000), sized('c.md', 1000), sized('d.md', 1000), sized('e.md', 9000)];
+    const uploaded = await Promise.all(
+      files.map(async (f) => {
+        const file = path.join(scratch, `${project.id}-${f.name}`);
+        await writeFile(file, f.content);
+        return { path: file, fileName: f.name, mediaType: 'text/markdown', bytes: f.content.length, sha256: '' };
+      }),
+    );
+    const started = await startTunedIngestion(project.id, uploaded, {});
+    const job = await waitForJob(t(), token(), started.id, isFinished, 'the ingestion');
+    expect(job.counters).toMatchObject({ documentsTotal: 5, documentsStored: 5, documentsFailed: 0 });
+    const items = await IngestionItem.findAll({ where: { jobId: job.id }, order: [['seq', 'ASC']] });
+    // 4,096 bytes: a alone (a + b is over); b and c (4,000); d; e, over the limit by itself, alone.
+    expect(Object.fromEntries(items.map((i) => [i.sourceKey, i.batch]))).toEqual({ 'a.md': 0, 'b.md': 1, 'c.md': 1, 'd.md': 2, 'e.md': 3 });
   });
 
   test('cancelled mid-ingestion: the job ends cancelled, its documents fail, and the stored version stays live untouched', async () => {
