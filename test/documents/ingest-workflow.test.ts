@@ -64,6 +64,17 @@ const t = () => suite.t;
 const token = () => suite.admin.accessToken;
 const tenantId = () => suite.admin.tenantId;
 
+/** Markdown files written to the scratch directory, as an upload stores them. */
+async function markdownUploads(projectId: string, files: Array<{ name: string; content: string }>): Promise<UploadedDocument[]> {
+  return Promise.all(
+    files.map(async (f) => {
+      const file = path.join(scratch, `${projectId}-${f.name}`);
+      await writeFile(file, f.content);
+      return { path: file, fileName: f.name, mediaType: 'text/markdown', bytes: Buffer.byteLength(f.content), sha256: '' };
+    }),
+  );
+}
+
 /** Starts an ingestion of files on disk as the suite's admin, with batch tuning the API does not take. */
 async function startTunedIngestion(projectId: string, files: UploadedDocument[], tuning: IngestionRequest['tuning']) {
   const audit = new AuditScope({ type: 'user', id: suite.admin.userId, tenantId: tenantId() });
@@ -228,14 +239,7 @@ describe('ingesting documents', () => {
   test('many documents in small batches, continuing as new: every stage over every batch, the progress query answers', async () => {
     const project = await createProject(t(), token(), 'ingest-batches');
     const files = Array.from({ length: 12 }, (_, i) => ({ name: `doc-${String(i).padStart(2, '0')}.md`, content: guide(`topic${i}`, 2) }));
-    const uploaded = await Promise.all(
-      files.map(async (f, i) => {
-        const file = path.join(scratch, `${project.id}-${i}`);
-        await writeFile(file, f.content);
-        return { path: file, fileName: f.name, mediaType: 'text/markdown', bytes: Buffer.byteLength(f.content), sha256: '' };
-      }),
-    );
-    const started = await startTunedIngestion(project.id, uploaded, { batchSize: 2, parallelism: 2, batchesPerRun: 4 });
+    const started = await startTunedIngestion(project.id, await markdownUploads(project.id, files), { batchSize: 2, parallelism: 2, batchesPerRun: 4 });
     // The query answers while the job runs (finished, the job's row does).
     const live = await waitUntil('the progress query answers', async () => {
       const job = (await t().get(`/api/v1/jobs/${started.id}`, { token: token() })).body as JobBody;
@@ -278,14 +282,7 @@ describe('ingesting documents', () => {
     const project = await createProject(t(), token(), 'ingest-batch-bytes');
     const sized = (name: string, bytes: number) => ({ name, content: `# ${name}\n\n${'Every restart of a worker is audited. '.repeat(Math.ceil(bytes / 38))}`.slice(0, bytes) });
     const files = [sized('a.md', 3000), sized('b.md', 3000), sized('c.md', 1000), sized('d.md', 1000), sized('e.md', 9000)];
-    const uploaded = await Promise.all(
-      files.map(async (f) => {
-        const file = path.join(scratch, `${project.id}-${f.name}`);
-        await writeFile(file, f.content);
-        return { path: file, fileName: f.name, mediaType: 'text/markdown', bytes: f.content.length, sha256: '' };
-      }),
-    );
-    const started = await startTunedIngestion(project.id, uploaded, {});
+    const started = await startTunedIngestion(project.id, await markdownUploads(project.id, files), {});
     const job = await waitForJob(t(), token(), started.id, isFinished, 'the ingestion');
     expect(job.counters).toMatchObject({ documentsTotal: 5, documentsStored: 5, documentsFailed: 0 });
     const items = await IngestionItem.findAll({ where: { jobId: job.id }, order: [['seq', 'ASC']] });
