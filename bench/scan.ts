@@ -25,10 +25,12 @@ import { Scan } from '../db';
 import { analyzeSource } from '../lib/analyzers';
 import type { Config } from '../lib/config';
 import { selectFiles } from '../lib/file-selection';
+import { directoryTree } from '../lib/source-tree';
 import { fetchGitRepository } from '../lib/git-fetch';
 import { checkRemoteUrl } from '../lib/net-guard';
 import { defaultScanTuning } from '../services/scans';
 import { codeContextOf, upsertIssues, type IssueInput } from '../services/scans/pipeline';
+import { READY_MARKER } from '../services/scans/workspace';
 import { jobEnd, type JobView } from './harness/api';
 import { buildNodeModulesCorpus, type Corpus } from './harness/corpus';
 import { withBenchTemporal } from './harness/temporal';
@@ -84,7 +86,7 @@ interface BaselineResult {
 
 async function baselineScan(sequelize: Sequelize, config: Config, scan: Scan, root: string): Promise<BaselineResult> {
   const started = performance.now();
-  const selection = await selectFiles(root, { maxFileBytes: config.SCAN_MAX_FILE_BYTES, maxFiles: config.SCAN_MAX_FILES, ignorePatterns: [] });
+  const selection = await selectFiles(directoryTree(root), { maxFileBytes: config.SCAN_MAX_FILE_BYTES, maxFiles: config.SCAN_MAX_FILES, ignorePatterns: [] });
   const selectMs = performance.now() - started;
   let analyzeMs = 0;
   let persistMs = 0;
@@ -161,8 +163,8 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
       rssSamples.push({ at: Date.now(), rss: procStatus(pid, 'VmRSS') ?? 0 });
       if (fetchedAt === undefined) {
         for (const scanDir of existsSync(workspaces) ? readdirSync(workspaces) : []) {
-          const marker = readIfThere(path.join(workspaces, scanDir, '.auditflow-ready'));
-          if (marker) fetchedAt = Date.parse(marker);
+          const marker = readIfThere(path.join(workspaces, scanDir, READY_MARKER));
+          if (marker) fetchedAt = Date.parse((JSON.parse(marker) as { readyAt: string }).readyAt);
         }
       }
     }, 100);
@@ -232,7 +234,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
     console.log(`  selected and analyzed: ${thousands(scan.filesAnalyzed)} of ${thousands(scan.filesTotal)} files (${mib(baseline.bytes)}), ${thousands(scan.filesSkipped)} paths skipped, ${scan.warnings.length} warnings`);
     const phase = (name: string, ms: number | null, detail: string) => console.log(`  ${name.padEnd(24)} ${(ms === null ? 'n/a' : seconds(ms)).padStart(9)}  ${detail}`);
     console.log(`through API + Temporal: ${seconds(endToEndMs)} end to end, ${perSecond(scan.filesAnalyzed, endToEndMs)}; where the time went:`);
-    phase('fetch', fetchInWorkerMs, `(clone, then checkout; the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\`: ${seconds(plainCloneMs)})`);
+    phase('fetch', fetchInWorkerMs, `(a bare shallow clone, nothing checked out; the same fetch in this otherwise idle process: ${seconds(fetchMs)}; a plain \`git clone --depth 1\` with its checkout: ${seconds(plainCloneMs)})`);
     phase('select + record files', fetchInWorkerMs === null ? null : prepare.runMs - fetchInWorkerMs, `(the rest of prepareScan; the selection alone, as the baseline timed it: ${seconds(baseline.selectMs)})`);
     phase(
       'analyze + persist',

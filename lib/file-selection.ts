@@ -1,10 +1,10 @@
-import { constants, type Dirent } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
+import { inOrder } from './in-order';
+import type { SourceTree, TreeEntry } from './source-tree';
 
 /**
- * Which files of a checked-out tree a scan analyzes, and why each other file is passed over.
+ * Which files of a tree (lib/source-tree.ts) a scan analyzes, and why each other file is passed over.
  *
  * Rules, in the order they apply to each path:
  * 1. ignore patterns: every `.gitignore` in the tree (a nested one applies to its subtree and
@@ -53,6 +53,8 @@ export interface SelectedFile {
   path: string;
   language: Language;
   bytes: number;
+  /** The git blob, in a git tree: reading it again needs no listing. */
+  objectId?: string;
 }
 
 export interface SkippedFile {
@@ -79,7 +81,7 @@ export interface Selection {
 export const MAX_LISTED_SKIPPED = 1000;
 /** How much of each file is read for the binary, generated-marker and shebang checks. */
 const HEAD_BYTES = 8 * 1024;
-/** Files read at once: enough to keep the disk busy, few enough to stay far from the fd limit. */
+/** Files read at once: enough to keep the disk (or git) busy, few enough to stay far from the fd limit. */
 const READ_CONCURRENCY = 32;
 /** A `.gitignore` larger than this is not a real one; it is disregarded rather than loaded. */
 const MAX_GITIGNORE_BYTES = 1024 * 1024;
@@ -239,42 +241,30 @@ interface FileVerdict {
   reason: SkippedFile['reason'] | null;
   bytes: number;
   firstLine: string;
+  objectId?: string;
 }
 
 /**
- * Errors opening a file that listed in its directory which say the file cannot be read, not that
- * the walk went wrong: a name that is not UTF-8 (the listing cannot name it back: ENOENT), or no
- * permission. Such a file is selected all the same (size unknown), so that its analysis fails and
- * the scan reports it as a warning instead of failing whole.
+ * A file's size and first bytes decide. One that is listed but cannot be opened (a name that is
+ * not UTF-8, no permission) is selected all the same (size unknown), so that its analysis fails
+ * and the scan reports it as a warning instead of failing whole.
  */
-const unreadableFileErrors = new Set(['ENOENT', 'EACCES', 'EPERM']);
-
-/** Reads a file's size and first bytes (refusing to follow a symlink swapped in since the walk saw a file). */
-async function inspectFile(absolute: string, maxFileBytes: number): Promise<FileVerdict> {
-  // O_NONBLOCK: should the path have become a FIFO, opening it must not hang the scan.
-  const handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: unknown) => {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (code === 'ELOOP') return 'symlink' as const;
-    if (unreadableFileErrors.has(code)) return 'unreadable' as const;
-    throw err;
-  });
-  if (handle === 'symlink') return { reason: 'symlink', bytes: 0, firstLine: '' };
-  if (handle === 'unreadable') return { reason: null, bytes: 0, firstLine: '' };
-  try {
-    const stats = await handle.stat();
-    // Not a regular file any more (a FIFO, socket or device is no text to analyze).
-    if (!stats.isFile()) return { reason: 'binary', bytes: stats.size, firstLine: '' };
-    if (stats.size > maxFileBytes) return { reason: 'too-large', bytes: stats.size, firstLine: '' };
-    const buffer = Buffer.alloc(Math.min(HEAD_BYTES, stats.size));
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    const head = buffer.subarray(0, bytesRead);
-    if (looksBinary(head)) return { reason: 'binary', bytes: stats.size, firstLine: '' };
-    const lines = head.toString('utf8').split('\n', MARKER_LINES);
-    if (lines.some((line) => generatedMarkers.some((marker) => line.includes(marker)))) return { reason: 'generated', bytes: stats.size, firstLine: '' };
-    return { reason: null, bytes: stats.size, firstLine: (lines[0] ?? '').replace(/\r$/, '') };
-  } finally {
-    await handle.close();
+async function inspectFile(tree: SourceTree, relativePath: string, maxFileBytes: number): Promise<FileVerdict> {
+  const file = await tree.head(relativePath, HEAD_BYTES, maxFileBytes);
+  switch (file.type) {
+    case 'symlink':
+      return { reason: 'symlink', bytes: 0, firstLine: '' };
+    case 'unreadable':
+      return { reason: null, bytes: 0, firstLine: '' };
+    case 'other':
+      return { reason: 'binary', bytes: file.bytes, firstLine: '' };
+    case 'too-large':
+      return { reason: 'too-large', bytes: file.bytes, firstLine: '' };
   }
+  if (looksBinary(file.head)) return { reason: 'binary', bytes: file.bytes, firstLine: '' };
+  const lines = file.head.toString('utf8').split('\n', MARKER_LINES);
+  if (lines.some((line) => generatedMarkers.some((marker) => line.includes(marker)))) return { reason: 'generated', bytes: file.bytes, firstLine: '' };
+  return { reason: null, bytes: file.bytes, firstLine: (lines[0] ?? '').replace(/\r$/, ''), objectId: file.objectId };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,33 +300,28 @@ type WalkItem = PendingDirectory | { kind: 'file'; relativePath: string } | { ki
  * Sorting each directory's entries by name, with a directory's name followed by '/', makes this
  * depth-first walk visit paths in the code-unit order of the full relative paths.
  */
-const sortKey = (entry: Dirent) => (entry.isDirectory() ? `${entry.name}/` : entry.name);
+const sortKey = (entry: TreeEntry) => (entry.type === 'directory' ? `${entry.name}/` : entry.name);
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-async function readGitignore(absolute: string): Promise<string | null> {
-  const handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile() || stats.size > MAX_GITIGNORE_BYTES) return null;
-    return await handle.readFile('utf8');
-  } finally {
-    await handle.close();
-  }
+/** A `.gitignore`'s text; null for one that is not a regular file or larger than any real one (disregarded). */
+async function readGitignore(tree: SourceTree, relativePath: string): Promise<string | null> {
+  const file = await tree.head(relativePath, MAX_GITIGNORE_BYTES, MAX_GITIGNORE_BYTES);
+  return file.type === 'file' ? file.head.toString('utf8') : null;
 }
 
 /** Yields files to inspect and paths skipped by name, in sorted order, never descending into skipped directories. */
-async function* walk(root: string, projectRules: Ignore | null): AsyncGenerator<WalkItem> {
+async function* walk(tree: SourceTree, projectRules: Ignore | null): AsyncGenerator<WalkItem> {
   const stack: WalkItem[] = [{ kind: 'directory', relativePath: '', scopes: [] }];
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
     if (item.kind !== 'directory') {
       yield item;
       continue;
     }
-    const entries = await readdir(path.join(root, item.relativePath), { withFileTypes: true });
+    const entries = await tree.list(item.relativePath);
     let scopes = item.scopes;
-    const gitignore = entries.find((entry) => entry.name === '.gitignore' && entry.isFile());
+    const gitignore = entries.find((entry) => entry.name === '.gitignore' && entry.type === 'file');
     if (gitignore) {
-      const text = await readGitignore(path.join(root, item.relativePath, '.gitignore'));
+      const text = await readGitignore(tree, `${item.relativePath}.gitignore`);
       if (text !== null) scopes = [...scopes, { base: item.relativePath, rules: ignore({ ignorecase: false }).add(text) }];
     }
     // The project's patterns apply last, so they win over every .gitignore.
@@ -345,38 +330,21 @@ async function* walk(root: string, projectRules: Ignore | null): AsyncGenerator<
     const children: WalkItem[] = [];
     for (const entry of entries.sort((a, b) => byCodeUnits(sortKey(a), sortKey(b)))) {
       const relativePath = item.relativePath + entry.name;
-      if (entry.isDirectory()) {
+      if (entry.type === 'directory') {
         const reason = isIgnored(`${relativePath}/`, allScopes) ? 'ignored' : reasonForDirectoryName(entry.name);
         children.push(reason ? { kind: 'skip', relativePath: `${relativePath}/`, reason } : { kind: 'directory', relativePath: `${relativePath}/`, scopes });
         continue;
       }
       const reason = isIgnored(relativePath, allScopes)
         ? 'ignored'
-        : (reasonForFileName(entry.name) ?? (entry.isSymbolicLink() ? 'symlink' : hasBinaryExtension(entry.name) ? 'binary' : null));
+        : (reasonForFileName(entry.name) ?? (entry.type === 'symlink' ? 'symlink' : hasBinaryExtension(entry.name) ? 'binary' : null));
       children.push(reason ? { kind: 'skip', relativePath, reason } : { kind: 'file', relativePath });
     }
     for (const child of children.reverse()) stack.push(child);
   }
 }
 
-/**
- * Runs `inspect` on up to `concurrency` items at once and yields the results in input order.
- * Each promise gets a no-op catch when it starts, so one that fails while an earlier one is
- * awaited is not an unhandled rejection; its error is thrown when its turn comes.
- */
-async function* inOrder<T, R>(items: AsyncIterable<T>, concurrency: number, inspect: (item: T) => Promise<R>): AsyncGenerator<R> {
-  const window: Array<Promise<R>> = [];
-  for await (const item of items) {
-    const pending = inspect(item);
-    pending.catch(() => undefined);
-    window.push(pending);
-    const next = window.length >= concurrency ? window.shift() : undefined;
-    if (next) yield await next;
-  }
-  for (let next = window.shift(); next; next = window.shift()) yield await next;
-}
-
-export async function selectFiles(root: string, options: SelectionOptions): Promise<Selection> {
+export async function selectFiles(tree: SourceTree, options: SelectionOptions): Promise<Selection> {
   const files: SelectedFile[] = [];
   const skipped: SkippedFile[] = [];
   const skippedCount: Selection['skippedCount'] = { ignored: 0, vendored: 0, generated: 0, binary: 0, 'too-large': 0, symlink: 0, limit: 0 };
@@ -388,10 +356,9 @@ export async function selectFiles(root: string, options: SelectionOptions): Prom
   // Set when the limit is reached: files not yet started are then not read at all.
   let full = false;
 
-  const absoluteRoot = path.resolve(root);
-  const inspected = inOrder(walk(absoluteRoot, projectRules), READ_CONCURRENCY, async (item) => ({
+  const inspected = inOrder(walk(tree, projectRules), READ_CONCURRENCY, async (item) => ({
     item,
-    verdict: item.kind === 'file' && !full ? await inspectFile(path.join(absoluteRoot, item.relativePath), options.maxFileBytes) : null,
+    verdict: item.kind === 'file' && !full ? await inspectFile(tree, item.relativePath, options.maxFileBytes) : null,
   }));
   for await (const { item, verdict } of inspected) {
     if (item.kind === 'skip') skip(item.relativePath, item.reason);
@@ -399,7 +366,7 @@ export async function selectFiles(root: string, options: SelectionOptions): Prom
     else if (full || !verdict) skip(item.relativePath, 'limit');
     else if (verdict.reason) skip(item.relativePath, verdict.reason);
     else {
-      files.push({ path: item.relativePath, language: languageOf(item.relativePath, verdict.firstLine), bytes: verdict.bytes });
+      files.push({ path: item.relativePath, language: languageOf(item.relativePath, verdict.firstLine), bytes: verdict.bytes, objectId: verdict.objectId });
       full = files.length >= options.maxFiles;
     }
   }

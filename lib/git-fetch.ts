@@ -7,13 +7,14 @@ import type { CheckedSource } from './net-guard';
 
 /**
  * Shallow, hardened git clone of a source that `checkRemoteUrl` has approved (issue 6,
- * criterion 2). git runs with no inherited environment, no system or global config, hooks and
- * fsmonitor off, only the scheme in use allowed (so `ext::` or submodule URLs cannot run
- * anything), redirects off, and the checked address pinned with `http.curloptResolve` (no
- * second DNS lookup). A token travels as an `Authorization` header set through
+ * criterion 2), into a bare repository: nothing is checked out, a scan reads the commit from the
+ * object store (lib/git-tree.ts). git runs with no inherited environment, no system or global
+ * config, hooks and fsmonitor off, only the scheme in use allowed (so `ext::` or submodule URLs
+ * cannot run anything), redirects off, and the checked address pinned with `http.curloptResolve`
+ * (no second DNS lookup). A token travels as an `Authorization` header set through
  * `GIT_CONFIG_COUNT` environment variables: never on the command line, never in the URL.
  *
- * Only clone/init/fetch/checkout and `rev-parse HEAD` ever run in the destination, all with the
+ * Only clone/init/fetch, `rev-parse` and `ls-tree` ever run in the destination, all with the
  * same hardening. The caller owns `dest` (a fresh or absent directory) and removes it on error.
  */
 
@@ -34,7 +35,7 @@ export class GitFetchError extends Error {
 export interface GitFetchOptions {
   /** Branch, tag or full commit sha; the remote's HEAD when absent. */
   ref?: string;
-  /** Where the working tree goes: absent or empty. */
+  /** Where the bare repository goes: absent or empty. */
   dest: string;
   /** Sent as an `Authorization` header (never in argv or the URL). */
   token?: string;
@@ -42,7 +43,7 @@ export interface GitFetchOptions {
   tokenScheme?: 'bearer' | 'basic-x-access-token';
   /** For the whole fetch, all git commands together. */
   timeoutMs: number;
-  /** Cap on the destination's size on disk (working tree and .git). */
+  /** Cap on the repository's size: its objects on disk and the files of the commit's tree. */
   maxBytes: number;
   signal?: AbortSignal;
 }
@@ -76,24 +77,21 @@ export async function fetchGitRepository(source: CheckedSource, options: GitFetc
       signal: options.signal,
     });
     const shallow = ['--depth', '1', '--no-tags', '--no-recurse-submodules'];
-    // Objects first, no working tree: while they arrive the watchdog walks only .git (cheap).
     let target: string;
     if (ref !== undefined && FULL_SHA.test(ref)) {
       // A commit is fetched by id (servers allow reachable shas: GitHub, GitLab, protocol v2).
-      await run(['init', '--quiet', '--template=', '--', dest], home);
+      await run(['init', '--quiet', '--bare', '--template=', '--', dest], home);
       await run(['fetch', '--quiet', ...shallow, '--', url, ref.toLowerCase()], dest);
       target = ref.toLowerCase();
     } else {
       const branch = ref === undefined ? [] : ['--branch', ref];
-      await run(['clone', '--quiet', '--template=', '--no-checkout', ...shallow, '--single-branch', ...branch, '--', url, dest], home);
+      await run(['clone', '--quiet', '--bare', '--template=', ...shallow, '--single-branch', ...branch, '--', url, dest], home);
       target = 'HEAD';
     }
     const commit = (await run(['rev-parse', '--verify', `${target}^{commit}`], dest)).trim();
-    // The tree's size is known before checkout (its blob sizes): an oversized one is refused
-    // without writing it, and the checkout needs no watchdog walking tens of thousands of files.
-    const bytes = (await directorySize(path.join(dest, '.git'))) + sumBlobSizes(await run(['ls-tree', '-r', '-l', '--full-tree', '-z', commit], dest));
+    // The files' sizes come from the tree (its blob sizes): what a scan may read, though never written out.
+    const bytes = (await directorySize(dest)) + sumBlobSizes(await run(['ls-tree', '-r', '-l', '--full-tree', '-z', commit], dest));
     if (bytes > options.maxBytes) throw tooLarge(options.maxBytes);
-    await run(['checkout', '--quiet', '--detach', '--no-recurse-submodules', commit, '--'], dest, { watchSize: false });
     return { commit, bytes };
   } finally {
     await rm(home, { recursive: true, force: true });
@@ -146,9 +144,6 @@ function hardenedConfig(source: CheckedSource, scheme: string): string[] {
   const settings = [
     'core.hooksPath=/dev/null',
     'core.fsmonitor=false',
-    // Symlinks are checked out as small text files: a link to /etc/passwd or the worker's secrets
-    // must not be read by the scanner (and its findings sent to a model).
-    'core.symlinks=false',
     'protocol.allow=never',
     `protocol.${scheme}.allow=always`,
     'http.followRedirects=false',
@@ -204,8 +199,8 @@ interface RunnerContext {
 }
 
 /** Returns a function running one git command (stdout on success), all sharing one deadline. */
-function runner(ctx: RunnerContext): (args: string[], cwd: string, options?: { watchSize: boolean }) => Promise<string> {
-  return (args, cwd, options = { watchSize: true }) =>
+function runner(ctx: RunnerContext): (args: string[], cwd: string) => Promise<string> {
+  return (args, cwd) =>
     new Promise<string>((resolve, reject) => {
       if (ctx.signal?.aborted === true) return reject(abortReason(ctx.signal));
       const remaining = ctx.deadline - Date.now();
@@ -232,8 +227,8 @@ function runner(ctx: RunnerContext): (args: string[], cwd: string, options?: { w
       ctx.signal?.addEventListener('abort', onAbort, { once: true });
 
       // Size watchdog: one walk at a time, the next one scheduled after the previous finished and
-      // spaced by a multiple of its duration, so walking a big checkout never competes with git
-      // for most of the time (it spends at most a fifth of the wall clock walking).
+      // spaced by a multiple of its duration, so walking a repository with many loose objects never
+      // competes with git for most of the time (it spends at most a fifth of the wall clock walking).
       const watch = (pause: number) => {
         watchdog = setTimeout(() => {
           const started = Date.now();
@@ -247,7 +242,7 @@ function runner(ctx: RunnerContext): (args: string[], cwd: string, options?: { w
           );
         }, pause);
       };
-      if (options.watchSize) watch(WATCHDOG_INTERVAL_MS);
+      watch(WATCHDOG_INTERVAL_MS);
 
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { selectFiles } from '../../lib/file-selection';
+import { directoryTree } from '../../lib/source-tree';
 
 /**
  * A large source tree nobody here wrote, for the scan benchmark (not a benchmark itself:
@@ -79,7 +80,7 @@ async function git(cwd: string, ...args: string[]): Promise<string> {
  */
 export async function buildNodeModulesCorpus(opts: { dest: string; selectable: number; maxFileBytes: number }): Promise<Corpus> {
   const nodeModules = path.join(repoRoot, 'node_modules');
-  const selection = await selectFiles(nodeModules, { maxFileBytes: opts.maxFileBytes, maxFiles: 10_000_000 });
+  const selection = await selectFiles(directoryTree(nodeModules), { maxFileBytes: opts.maxFileBytes, maxFiles: 10_000_000 });
   const selectableIn = new Map<string, number>();
   for (const file of selection.files) selectableIn.set(packageOf(file.path), (selectableIn.get(packageOf(file.path)) ?? 0) + 1);
   if (selection.files.length === 0) throw new Error(`${nodeModules} holds no file a scan would select`);

@@ -294,6 +294,8 @@ export class ScanFile extends Model<InferAttributes<ScanFile>, InferCreationAttr
   declare path: string;
   declare language: string;
   declare bytes: number;
+  /** The git blob of a repository's file; null for an upload's. */
+  declare objectId: string | null;
   declare contentHash: string;
   declare state: CreationOptional<'pending' | 'analyzed' | 'carried' | 'failed'>;
   declare batch: number | null;
@@ -692,6 +694,7 @@ export function initModels(sequelize: Sequelize): void {
       path: { type: DataTypes.TEXT, allowNull: false },
       language: { type: DataTypes.TEXT, allowNull: false },
       bytes: { type: DataTypes.INTEGER, allowNull: false },
+      objectId: DataTypes.TEXT,
       contentHash: { type: DataTypes.TEXT, allowNull: false },
       state: { type: DataTypes.TEXT, allowNull: false, defaultValue: 'pending' },
       batch: DataTypes.INTEGER,

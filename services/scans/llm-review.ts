@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Op } from 'sequelize';
 import { z } from 'zod';
 import { Issue, Scan, ScanFile, severities } from '../../db';
@@ -59,57 +57,67 @@ export async function reviewScanBatchWithLlm(deps: LlmReviewDeps, scanId: string
   const scan = await Scan.findByPk(scanId, { rejectOnEmpty: true });
   const limit = Math.max(0, Math.min(FILES_PER_REVIEW_BATCH, deps.config.SCAN_LLM_MAX_FILES - batch * FILES_PER_REVIEW_BATCH));
   const files = await ScanFile.findAll({ where: eligibleFiles(scanId), order: [['seq', 'ASC']], offset: batch * FILES_PER_REVIEW_BATCH, limit });
-  const tree = await ensureWorkspace(deps, scan, context, context.signal);
+  const { tree } = await ensureWorkspace(deps, scan, context, context.signal);
   const inputs: IssueInput[] = [];
-  for (const file of files) {
-    const text = await readFile(path.join(tree.root, file.path), 'utf8');
-    const numbered = text
-      .split('\n')
-      .map((line, i) => `${i + 1}: ${line}`)
-      .join('\n');
-    const { value } = await structuredCompletion(deps, { ...call, projectId: scan.projectId }, {
-      name: 'security_review',
-      schema: reviewSchema,
-      temperature: 0,
-      messages: [
-        {
-          role: 'system',
-          content:
-            'You are a meticulous application-security reviewer. Report only real, exploitable security weaknesses in the given file ' +
-            '(injection, unsafe deserialization, broken authentication or access control, secrets, SSRF, path traversal, weak cryptography). ' +
-            'For each: the line number, a short title, severity, the CWE id if one fits, a message saying what is wrong and how to fix it, and the offending code copied verbatim. ' +
-            'No style issues. An empty list is a fine answer.',
-        },
-        { role: 'user', content: `File ${file.path} (${file.language}):\n\n${numbered}` },
-      ],
-    });
-    const rules = await Issue.findAll({ where: { projectId: scan.projectId, path: file.path, lastSeenScanId: scanId, source: 'rule' }, attributes: ['startLine', 'cwe'] });
-    const occurrences = new Map<string, number>();
-    for (const f of value.findings) {
-      // The rules found it already: one issue, not two.
-      if (rules.some((r) => Math.abs(r.startLine - f.line) <= 3 && (f.cwe === null || r.cwe === f.cwe))) continue;
-      const normalizedMatch = normalize(f.code) || normalize(f.title).toLowerCase();
-      const occurrence = occurrences.get(normalizedMatch) ?? 0;
-      occurrences.set(normalizedMatch, occurrence + 1);
-      const finding = {
-        ruleId: 'llm-review',
-        title: f.title,
-        severity: f.severity,
-        cwe: f.cwe,
-        message: f.message,
-        path: file.path,
-        startLine: f.line,
-        endLine: f.line,
-        startColumn: 1,
-        matchedText: f.code.slice(0, 500),
-        normalizedMatch,
-        occurrence,
-        suppressed: false,
-      };
-      inputs.push({ source: 'llm', finding, codeContext: codeContextOf(text, finding) });
+  try {
+    for (const file of files) {
+      inputs.push(...(await reviewFile(deps, scan, file, call, (await tree.read(file)).toString('utf8'))));
+      context.heartbeat?.({ batch, reviewed: file.path });
     }
-    context.heartbeat?.({ batch, reviewed: file.path });
+  } finally {
+    await tree.close();
   }
   await deps.sequelize.transaction((transaction) => upsertIssues(deps.sequelize, scan, inputs, transaction));
   return { filesReviewed: files.length, issuesFound: inputs.length };
+}
+
+/** The model's findings in one file that the rules did not report already. */
+async function reviewFile(deps: LlmReviewDeps, scan: Scan, file: ScanFile, call: LlmCall, text: string): Promise<IssueInput[]> {
+  const numbered = text
+    .split('\n')
+    .map((line, i) => `${i + 1}: ${line}`)
+    .join('\n');
+  const { value } = await structuredCompletion(deps, { ...call, projectId: scan.projectId }, {
+    name: 'security_review',
+    schema: reviewSchema,
+    temperature: 0,
+    messages: [
+      {
+        role: 'system',
+        content:
+          'You are a meticulous application-security reviewer. Report only real, exploitable security weaknesses in the given file ' +
+          '(injection, unsafe deserialization, broken authentication or access control, secrets, SSRF, path traversal, weak cryptography). ' +
+          'For each: the line number, a short title, severity, the CWE id if one fits, a message saying what is wrong and how to fix it, and the offending code copied verbatim. ' +
+          'No style issues. An empty list is a fine answer.',
+      },
+      { role: 'user', content: `File ${file.path} (${file.language}):\n\n${numbered}` },
+    ],
+  });
+  const rules = await Issue.findAll({ where: { projectId: scan.projectId, path: file.path, lastSeenScanId: scan.id, source: 'rule' }, attributes: ['startLine', 'cwe'] });
+  const occurrences = new Map<string, number>();
+  const inputs: IssueInput[] = [];
+  for (const f of value.findings) {
+    // The rules found it already: one issue, not two.
+    if (rules.some((r) => Math.abs(r.startLine - f.line) <= 3 && (f.cwe === null || r.cwe === f.cwe))) continue;
+    const normalizedMatch = normalize(f.code) || normalize(f.title).toLowerCase();
+    const occurrence = occurrences.get(normalizedMatch) ?? 0;
+    occurrences.set(normalizedMatch, occurrence + 1);
+    const finding = {
+      ruleId: 'llm-review',
+      title: f.title,
+      severity: f.severity,
+      cwe: f.cwe,
+      message: f.message,
+      path: file.path,
+      startLine: f.line,
+      endLine: f.line,
+      startColumn: 1,
+      matchedText: f.code.slice(0, 500),
+      normalizedMatch,
+      occurrence,
+      suppressed: false,
+    };
+    inputs.push({ source: 'llm', finding, codeContext: codeContextOf(text, finding) });
+  }
+  return inputs;
 }

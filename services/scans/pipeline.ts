@@ -1,12 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Op, QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { Project, Scan, ScanFile, severities, type CodeContext, type IssueSeverity, type ScanWarning } from '../../db';
 import { analyzeSource, issueFingerprint, rules, type Finding } from '../../lib/analyzers';
 import type { Config } from '../../lib/config';
-import { selectFiles, type Language } from '../../lib/file-selection';
+import { selectFiles, type Language, type SelectedFile } from '../../lib/file-selection';
+import { inOrder } from '../../lib/in-order';
+import type { SourceTree } from '../../lib/source-tree';
 import { ensureWorkspace, removeWorkspace, type WorkspaceDeps } from './workspace';
 
 /**
@@ -51,28 +50,15 @@ export interface ScanPlan {
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-async function sha256OfFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/** Files hashed at once: one at a time, hashing a large tree took longer than analyzing it (streams keep memory small). */
+/** Files hashed at once: one at a time, hashing a large tree took longer than analyzing it. */
 const HASH_CONCURRENCY = 16;
 
 /** The sha256 of each file, in order; '' for a file that cannot be read (its batch reports it as a warning). */
-async function hashFiles(root: string, paths: string[], context: StepContext): Promise<string[]> {
-  const hashes = paths.map(() => '');
-  let next = 0;
-  let hashed = 0;
-  const lane = async () => {
-    while (next < paths.length) {
-      const i = next++;
-      hashes[i] = await sha256OfFile(path.join(root, paths[i] as string)).catch(() => '');
-      if (++hashed % 1000 === 0) context.heartbeat?.({ stage: 'hashing', hashed });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, paths.length) }, lane));
+async function hashFiles(tree: SourceTree, files: SelectedFile[], context: StepContext): Promise<string[]> {
+  const hashes: string[] = [];
+  for await (const hash of inOrder(files, HASH_CONCURRENCY, (file) => tree.read(file).then(sha256, () => ''))) {
+    if (hashes.push(hash) % 1000 === 0) context.heartbeat?.({ stage: 'hashing', hashed: hashes.length });
+  }
   return hashes;
 }
 
@@ -146,28 +132,43 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   if ((await ScanFile.count({ where: { scanId } })) > 0) return planOf(scanId);
   const scan = await Scan.findByPk(scanId, { rejectOnEmpty: true });
   await scan.update({ status: 'running', startedAt: scan.startedAt ?? new Date() });
-  const tree = await ensureWorkspace(deps, scan, context, context.signal);
+  const { tree, commitSha } = await ensureWorkspace(deps, scan, context, context.signal);
   const project = await Project.findByPk(scan.projectId, { attributes: ['settings'], rejectOnEmpty: true });
   const settings = scanSettingsOf(project.settings);
-  const selection = await selectFiles(tree.root, { maxFileBytes: deps.config.SCAN_MAX_FILE_BYTES, maxFiles: deps.config.SCAN_MAX_FILES, ignorePatterns: settings.ignore });
-  context.heartbeat?.({ stage: 'selected', files: selection.files.length });
-
   const analysisDigest = analysisDigestOf(settings);
   const base = scan.mode === 'incremental' ? await baseScanOf(scan, analysisDigest) : null;
+  let selection;
+  let hashes: string[];
+  try {
+    selection = await selectFiles(tree, { maxFileBytes: deps.config.SCAN_MAX_FILE_BYTES, maxFiles: deps.config.SCAN_MAX_FILES, ignorePatterns: settings.ignore });
+    context.heartbeat?.({ stage: 'selected', files: selection.files.length });
+    // Hashes are needed now only to compare with a base scan. Without one, every file is analyzed
+    // and its batch records the hash of the bytes it reads anyway (a second read of the whole
+    // tree here cost as much as a tenth of a large scan). A file that cannot be read is hashed as ''.
+    hashes = base ? await hashFiles(tree, selection.files, context) : [];
+  } finally {
+    await tree.close();
+  }
+
   const baseHashes = new Map<string, string>();
   if (base) {
     for (const f of await ScanFile.findAll({ where: { scanId: base.id, state: ['analyzed', 'carried'] }, attributes: ['path', 'contentHash'] })) baseHashes.set(f.path, f.contentHash);
   }
-  const rows: Array<{ scanId: string; seq: number; path: string; language: string; bytes: number; contentHash: string; state: 'pending' | 'carried'; batch: number | null }> = [];
+  const rows: Array<{ seq: number; path: string; language: string; bytes: number; objectId: string | null; contentHash: string; state: 'pending' | 'carried'; batch: number | null }> = [];
   let pending = 0;
-  // Hashes are needed now only to compare with a base scan. Without one, every file is analyzed
-  // and its batch records the hash of the bytes it reads anyway (a second read of the whole
-  // tree here cost as much as a tenth of a large scan). A file that cannot be read is hashed as ''.
-  const hashes = base ? await hashFiles(tree.root, selection.files.map((f) => f.path), context) : [];
   for (const [seq, file] of selection.files.entries()) {
     const contentHash = hashes[seq] ?? '';
     const carried = baseHashes.get(file.path) === contentHash;
-    rows.push({ scanId, seq, path: file.path, language: file.language, bytes: file.bytes, contentHash, state: carried ? 'carried' : 'pending', batch: carried ? null : Math.floor(pending++ / batchSize) });
+    rows.push({
+      seq,
+      path: file.path,
+      language: file.language,
+      bytes: file.bytes,
+      objectId: file.objectId ?? null,
+      contentHash,
+      state: carried ? 'carried' : 'pending',
+      batch: carried ? null : Math.floor(pending++ / batchSize),
+    });
   }
   const skipped = Object.values(selection.skippedCount).reduce((a, b) => a + b, 0);
   await deps.sequelize.transaction(async (transaction) => {
@@ -175,8 +176,8 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
     for (let i = 0; i < rows.length; i += 10_000) {
       const slice = rows.slice(i, i + 10_000);
       await deps.sequelize.query(
-        `INSERT INTO scan_files (scan_id, seq, path, language, bytes, content_hash, state, batch)
-         SELECT :scanId, * FROM unnest(:seqs::int[], :paths::text[], :languages::text[], :bytes::int[], :hashes::text[], :states::text[], :batches::int[])`,
+        `INSERT INTO scan_files (scan_id, seq, path, language, bytes, object_id, content_hash, state, batch)
+         SELECT :scanId, * FROM unnest(:seqs::int[], :paths::text[], :languages::text[], :bytes::int[], :objectIds::text[], :hashes::text[], :states::text[], :batches::int[])`,
         {
           replacements: {
             scanId,
@@ -184,6 +185,7 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
             paths: pgTextArray(slice.map((r) => r.path)),
             languages: pgTextArray(slice.map((r) => r.language)),
             bytes: `{${slice.map((r) => r.bytes).join(',')}}`,
+            objectIds: `{${slice.map((r) => r.objectId ?? 'NULL').join(',')}}`,
             hashes: pgTextArray(slice.map((r) => r.contentHash)),
             states: pgTextArray(slice.map((r) => r.state)),
             batches: `{${slice.map((r) => (r.batch === null ? 'NULL' : r.batch)).join(',')}}`,
@@ -200,7 +202,7 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
         filesSkipped: skipped,
         baseScanId: base?.id ?? null,
         analysisDigest,
-        commitSha: tree.commitSha,
+        commitSha,
         archiveSha256: scan.source.type === 'zip' ? scan.source.sha256 : null,
       },
       { transaction },
@@ -310,11 +312,50 @@ export interface BatchResult {
   issuesFound: number;
 }
 
-/** The tree-relative path of a selected file, refusing anything that would leave the tree. */
-function insideTree(root: string, relative: string): string {
-  const full = path.resolve(root, relative);
-  if (!full.startsWith(root + path.sep)) throw new Error(`${relative} is outside the scanned tree`);
-  return full;
+/** What became of one file; contentHash: of the bytes analyzed, null when they could not be read (the recorded hash stays). */
+interface FileOutcome {
+  seq: number;
+  state: 'analyzed' | 'failed';
+  findings: number;
+  warning: string | null;
+  contentHash: string | null;
+}
+
+/** Files read ahead of the one analyzed (each at most SCAN_MAX_FILE_BYTES), so reading and analysis overlap. */
+const READ_AHEAD = 8;
+
+/** Runs the rule engine over the files, in order. A file that cannot be read or analyzed becomes a warning. */
+async function analyzeFiles(
+  tree: SourceTree,
+  files: ScanFile[],
+  settings: ScanSettings,
+  onProgress: (analyzed: number) => void,
+): Promise<{ issues: IssueInput[]; outcomes: FileOutcome[] }> {
+  const issues: IssueInput[] = [];
+  const outcomes: FileOutcome[] = [];
+  const contents = inOrder(files, READ_AHEAD, (file) => tree.read(file).then((bytes) => ({ file, bytes }), (error: Error) => ({ file, error })));
+  for await (const read of contents) {
+    const { file } = read;
+    let contentHash: string | null = null;
+    try {
+      if ('error' in read) throw read.error;
+      contentHash = sha256(read.bytes);
+      const text = read.bytes.toString('utf8');
+      const findings = analyzeSource(
+        { path: file.path, language: file.language as Language, text },
+        { allowInlineSuppression: settings.allowInlineSuppression, disabledRules: settings.disabledRules },
+      );
+      // A hostile or generated file can match hundreds of thousands of times: keep the first ones, and say so.
+      const kept = findings.slice(0, MAX_FINDINGS_PER_FILE);
+      issues.push(...kept.map((finding) => ({ finding, source: 'rule' as const, codeContext: codeContextOf(text, finding) })));
+      const warning = findings.length > kept.length ? `${findings.length} findings; only the first ${kept.length} are recorded as issues.` : null;
+      outcomes.push({ seq: file.seq, state: 'analyzed', findings: findings.length, warning, contentHash });
+    } catch (err) {
+      outcomes.push({ seq: file.seq, state: 'failed', findings: 0, warning: `Could not analyze: ${(err as Error).message}`.slice(0, 500), contentHash });
+    }
+    if (outcomes.length % 50 === 0) onProgress(outcomes.length);
+  }
+  return { issues, outcomes };
 }
 
 /**
@@ -330,37 +371,19 @@ async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: numb
   // A batch that starts after its scan ended (cancelled meanwhile) has nothing to add, and no tree to fetch again.
   if (scan.status !== 'running') return { filesAnalyzed: 0, filesFailed: 0, issuesFound: 0 };
   const files = await ScanFile.findAll({ where: { scanId, batch }, order: [['seq', 'ASC']] });
-  const tree = await ensureWorkspace(deps, scan, context, context.signal);
   const project = await Project.findByPk(scan.projectId, { attributes: ['settings'], rejectOnEmpty: true });
   const settings = scanSettingsOf(project.settings);
-
-  const issues: IssueInput[] = [];
-  // contentHash: of the bytes analyzed, null when they could not be read (the recorded hash stays).
-  const outcomes: Array<{ seq: number; state: 'analyzed' | 'failed'; findings: number; warning: string | null; contentHash: string | null }> = [];
-  for (const [i, file] of files.entries()) {
-    let contentHash: string | null = null;
-    try {
-      const bytes = await readFile(insideTree(tree.root, file.path));
-      contentHash = sha256(bytes);
-      const text = bytes.toString('utf8');
-      const findings = analyzeSource(
-        { path: file.path, language: file.language as Language, text },
-        { allowInlineSuppression: settings.allowInlineSuppression, disabledRules: settings.disabledRules },
-      );
-      // A hostile or generated file can match hundreds of thousands of times: keep the first ones, and say so.
-      const kept = findings.slice(0, MAX_FINDINGS_PER_FILE);
-      issues.push(...kept.map((finding) => ({ finding, source: 'rule' as const, codeContext: codeContextOf(text, finding) })));
-      const warning = findings.length > kept.length ? `${findings.length} findings; only the first ${kept.length} are recorded as issues.` : null;
-      outcomes.push({ seq: file.seq, state: 'analyzed', findings: findings.length, warning, contentHash });
-    } catch (err) {
-      // The message names the file by its path in the tree, not by where this worker keeps trees.
-      const message = (err as Error).message.split(`${tree.root}${path.sep}`).join('');
-      outcomes.push({ seq: file.seq, state: 'failed', findings: 0, warning: `Could not analyze: ${message}`.slice(0, 500), contentHash });
-    }
-    if (i % 50 === 49) context.heartbeat?.({ batch, analyzed: i + 1 });
+  const { tree } = await ensureWorkspace(deps, scan, context, context.signal);
+  let issues: IssueInput[];
+  let outcomes: FileOutcome[];
+  try {
+    ({ issues, outcomes } = await analyzeFiles(tree, files, settings, (analyzed) => context.heartbeat?.({ batch, analyzed })));
+  } finally {
+    await tree.close();
   }
   try {
     await deps.sequelize.transaction(async (transaction) => {
+  // contentHash: of the bytes analyzed, null when they could not be read (the recorded hash stays).
       await upsertIssues(deps.sequelize, scan, issues, transaction);
       if (outcomes.length > 0) {
         // Positional replacements throughout: Sequelize does not mix them with named ones.
@@ -402,7 +425,7 @@ export interface ScanSummary {
 /**
  * Closes the scan: issues it did not see again are marked fixed (LLM findings only when the LLM
  * analyzer ran this time; files that failed to analyze keep theirs), the summary is written, and
- * the working tree removed.
+ * the fetched tree removed.
  */
 export async function finalizeScan(deps: ScanDeps, scanId: string, outcome: { llm: Record<string, unknown>; llmRan: boolean }): Promise<ScanSummary> {
   const scan = await Scan.findByPk(scanId, { rejectOnEmpty: true });
@@ -467,7 +490,7 @@ export async function finalizeScan(deps: ScanDeps, scanId: string, outcome: { ll
   };
 }
 
-/** A scan that ends without finishing (failed, cancelled): its state recorded and its working tree removed. */
+/** A scan that ends without finishing (failed, cancelled): its state recorded and its fetched tree removed. */
 export async function abandonScan(deps: ScanDeps, scanId: string, status: 'failed' | 'cancelled', error: string | null): Promise<void> {
   await Scan.update({ status, error, finishedAt: new Date() }, { where: { id: scanId, status: { [Op.in]: ['queued', 'running'] } } });
   await removeWorkspace(deps.config, scanId);

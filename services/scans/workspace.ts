@@ -1,20 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Scan } from '../../db';
 import type { BlobStore } from '../../lib/blob-store';
 import type { Config } from '../../lib/config';
 import { fetchGitRepository } from '../../lib/git-fetch';
+import { gitTree } from '../../lib/git-tree';
 import { checkRemoteUrl } from '../../lib/net-guard';
+import { directoryTree, type SourceTree } from '../../lib/source-tree';
 import { extractZip } from '../../lib/zip-extract';
 import { resolveSecret, type VaultDeps } from '../vault';
 import { remoteOf } from './sources';
 
 /**
- * A scan's working tree on the worker's disk: fetched or extracted once, then read by every
- * batch. A batch that lands on a worker without it (another machine, or a restart that lost its
- * disk) fetches it again — the same commit, or the same archive — so any worker can run any batch.
+ * A scan's tree on the worker's disk, fetched once and read by every batch: a repository as a
+ * bare clone (read from its object store, never checked out), an upload as extracted files. A
+ * batch that lands on a worker without it (another machine, or a restart that lost its disk)
+ * fetches it again — the same commit, or the same archive — so any worker can run any batch.
  */
 
 export type WorkspaceConfig = Pick<
@@ -34,19 +37,34 @@ export interface WorkspaceDeps extends VaultDeps {
   blobs: BlobStore;
 }
 
-const READY_MARKER = '.auditflow-ready';
+/** Written once the tree is complete: when, and the commit fetched (a scan records it only after selecting). */
+export const READY_MARKER = '.auditflow-ready';
 
 export const workspaceDir = (config: Pick<Config, 'AUDITFLOW_DATA_DIR'>, scanId: string) => path.join(config.AUDITFLOW_DATA_DIR, 'workspaces', scanId);
 
-/** What fetching found: the commit of a repository, or the digest of an archive. */
+/** The scan's files, and the commit they are of (null for an archive). Close the tree when done with it. */
 export interface FetchedTree {
-  root: string;
+  tree: SourceTree;
   commitSha: string | null;
 }
 
-async function exists(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => null)) !== null;
+interface ReadyMarker {
+  readyAt: string;
+  commit: string | null;
 }
+
+async function readyMarker(dir: string): Promise<ReadyMarker | null> {
+  try {
+    return JSON.parse(await readFile(path.join(dir, READY_MARKER), 'utf8')) as ReadyMarker;
+  } catch {
+    return null;
+  }
+}
+
+const opened = (dir: string, commit: string | null): FetchedTree => ({
+  tree: commit === null ? directoryTree(path.join(dir, 'tree')) : gitTree(path.join(dir, 'repository'), commit),
+  commitSha: commit,
+});
 
 /**
  * The scan's tree, fetching it when this worker does not have it yet. A repository is fetched at
@@ -55,18 +73,18 @@ async function exists(file: string): Promise<boolean> {
  */
 export async function ensureWorkspace(deps: WorkspaceDeps, scan: Scan, context: { jobId?: string; activity?: string }, signal?: AbortSignal): Promise<FetchedTree> {
   const dir = workspaceDir(deps.config, scan.id);
-  const root = path.join(dir, 'tree');
-  if (await exists(path.join(dir, READY_MARKER))) return { root, commitSha: scan.commitSha };
+  const ready = await readyMarker(dir);
+  if (ready) return opened(dir, ready.commit);
   // A half-made tree (a worker died while fetching) is started over, in a fresh directory.
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  let commitSha: string | null = null;
+  let commit: string | null = null;
   if (scan.source.type === 'zip') {
     const archive = path.join(dir, `archive-${randomUUID()}.zip`);
     await deps.blobs.getToFile(scan.source.blobKey, archive);
     await extractZip(
       archive,
-      root,
+      path.join(dir, 'tree'),
       { maxEntries: deps.config.ZIP_MAX_ENTRIES, maxInflatedBytes: deps.config.ZIP_MAX_INFLATED_BYTES, maxCompressionRatio: deps.config.ZIP_MAX_COMPRESSION_RATIO },
       signal,
     );
@@ -80,23 +98,24 @@ export async function ensureWorkspace(deps: WorkspaceDeps, scan: Scan, context: 
       : undefined;
     const fetched = await fetchGitRepository(checked, {
       ref: scan.commitSha ?? scan.source.ref,
-      dest: root,
+      dest: path.join(dir, 'repository'),
       token,
       tokenScheme: remote.tokenScheme,
       timeoutMs: deps.config.SCAN_FETCH_TIMEOUT_SECONDS * 1000,
       maxBytes: deps.config.SCAN_MAX_REPOSITORY_BYTES,
       signal,
     });
-    commitSha = fetched.commit;
+    commit = fetched.commit;
   }
-  await writeFile(path.join(dir, READY_MARKER), new Date().toISOString());
-  return { root, commitSha: commitSha ?? scan.commitSha };
+  const marker: ReadyMarker = { readyAt: new Date().toISOString(), commit };
+  await writeFile(path.join(dir, READY_MARKER), JSON.stringify(marker));
+  return opened(dir, commit);
 }
 
 /**
  * Removes the scan's tree from this worker's disk (cleanup after the scan ends, whatever the
  * outcome). The directory is renamed away at once and deleted by a detached `rm -rf`: deleting
- * 50k files takes seconds the scan's job should not wait for, and would swell this process.
+ * an upload's 50k files takes seconds the scan's job should not wait for, and would swell this process.
  */
 export async function removeWorkspace(config: Pick<Config, 'AUDITFLOW_DATA_DIR'>, scanId: string): Promise<void> {
   const dir = workspaceDir(config, scanId);

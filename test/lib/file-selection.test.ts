@@ -1,8 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { languageOf, MAX_LISTED_SKIPPED, selectFiles, type Language, type SkippedFile } from '../../lib/file-selection';
+import { gitTree } from '../../lib/git-tree';
+import { directoryTree } from '../../lib/source-tree';
 
 /** The first bytes of a PNG image: signature, IHDR chunk (with its NUL bytes). */
 const pngBytes = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7356a810000000049454e44ae426082', 'hex');
@@ -135,7 +137,7 @@ describe('selectFiles', () => {
       'vendor/': 'vendored',
     };
 
-    const select = () => selectFiles(tree, { maxFileBytes, maxFiles: 1000, ignorePatterns: ['docs/internal/', '*.sql', '!src/tmp-rescued.js'] });
+    const select = () => selectFiles(directoryTree(tree), { maxFileBytes, maxFiles: 1000, ignorePatterns: ['docs/internal/', '*.sql', '!src/tmp-rescued.js'] });
 
     it('selects exactly the source files, in sorted order, with their languages and sizes', async () => {
       const { files } = await select();
@@ -157,18 +159,44 @@ describe('selectFiles', () => {
     });
 
     it('without project patterns, the tree’s own rules decide', async () => {
-      const { files, skipped } = await selectFiles(tree, { maxFileBytes, maxFiles: 1000 });
+      const { files, skipped } = await selectFiles(directoryTree(tree), { maxFileBytes, maxFiles: 1000 });
       const paths = files.map((f) => f.path);
       expect(paths).toEqual(expect.arrayContaining(['db/schema.sql', 'docs/internal/plan.md']));
       expect(paths).not.toContain('src/tmp-rescued.js');
       expect(skipped).toContainEqual({ path: 'src/tmp-rescued.js', reason: 'ignored' });
+    });
+
+    it('committed to git and read from the object store (never checked out), selects the same files for the same reasons', async () => {
+      const gitDir = path.join(root, 'realistic.git');
+      const env = { PATH: process.env.PATH, HOME: root, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_DIR: gitDir, GIT_WORK_TREE: tree };
+      const git = (...args: string[]) => execFileSync('git', args, { env, cwd: tree, encoding: 'utf8' }).trim();
+      git('init', '--quiet');
+      // Every file, ignored or not (selection applies the .gitignore files itself); a FIFO cannot be committed.
+      git('add', '--all', '--force', '--', '.', ':!src/fifo');
+      git('-c', 'user.name=T', '-c', 'user.email=t@example.test', 'commit', '--quiet', '-m', 'tree');
+      const committed = gitTree(gitDir, git('rev-parse', 'HEAD'));
+      try {
+        const fromGit = await selectFiles(committed, { maxFileBytes, maxFiles: 1000, ignorePatterns: ['docs/internal/', '*.sql', '!src/tmp-rescued.js'] });
+        const fromDisk = await select();
+        expect(fromGit.files.map(({ objectId, ...file }) => file)).toEqual(fromDisk.files);
+        // Each selected file carries its blob, and reads back byte for byte.
+        for (const file of fromGit.files) {
+          expect(file.objectId).toMatch(/^[0-9a-f]{40}$/);
+          expect(await committed.read(file)).toEqual(await readFile(path.join(tree, file.path)));
+        }
+        // git keeps no FIFO, and no .git directory inside a tree.
+        expect(fromGit.skipped).toEqual(fromDisk.skipped.filter((s) => s.path !== 'src/fifo' && s.path !== '.git/'));
+        await expect(committed.read({ path: 'src/passwd-link' })).rejects.toThrow('symbolic link');
+      } finally {
+        await committed.close();
+      }
     });
   });
 
   it('stops at maxFiles: the rest are skipped as "limit", in path order', async () => {
     const tree = path.join(root, 'limited');
     await makeTree(tree, { 'a.js': '1', 'b/c.js': '2', 'b/d.js': '3', 'b-e.js': '4', 'f.png': pngBytes, 'g.js': '5', 'h.js': '6' });
-    const { files, skipped, skippedCount } = await selectFiles(tree, { maxFileBytes: 1024, maxFiles: 3 });
+    const { files, skipped, skippedCount } = await selectFiles(directoryTree(tree), { maxFileBytes: 1024, maxFiles: 3 });
     // Code-unit order of whole paths: "b-e.js" < "b/c.js" ('-' < '/').
     expect(files.map((f) => f.path)).toEqual(['a.js', 'b-e.js', 'b/c.js']);
     expect(skipped).toEqual([
@@ -184,7 +212,7 @@ describe('selectFiles', () => {
     const tree = path.join(root, 'many-skipped');
     const images = Object.fromEntries(Array.from({ length: MAX_LISTED_SKIPPED + 150 }, (_, i) => [`img/${String(i).padStart(5, '0')}.png`, pngBytes]));
     await makeTree(tree, { ...images, 'main.go': 'package main\n' });
-    const { files, skipped, skippedCount } = await selectFiles(tree, { maxFileBytes: 1024, maxFiles: 10 });
+    const { files, skipped, skippedCount } = await selectFiles(directoryTree(tree), { maxFileBytes: 1024, maxFiles: 10 });
     expect(files).toEqual([{ path: 'main.go', language: 'go', bytes: 13 }]);
     expect(skipped).toHaveLength(MAX_LISTED_SKIPPED);
     expect(skippedCount.binary).toBe(MAX_LISTED_SKIPPED + 150);
@@ -195,7 +223,7 @@ describe('selectFiles', () => {
     await makeTree(tree, { 'a.js': 'ok();\n' });
     // Node lists the name with U+FFFD in place of the byte 0xE9, a name no file has.
     await writeFile(Buffer.concat([Buffer.from(`${tree}/caf`), Buffer.from([0xe9]), Buffer.from('.js')]), 'eval(x);\n');
-    const { files } = await selectFiles(tree, { maxFileBytes: 1024, maxFiles: 10 });
+    const { files } = await selectFiles(directoryTree(tree), { maxFileBytes: 1024, maxFiles: 10 });
     expect(files).toEqual([
       { path: 'a.js', language: 'javascript', bytes: 6 },
       { path: 'caf\uFFFD.js', language: 'javascript', bytes: 0 },
@@ -205,7 +233,7 @@ describe('selectFiles', () => {
   it('selects nothing from an empty tree', async () => {
     const tree = path.join(root, 'empty');
     await mkdir(tree);
-    await expect(selectFiles(tree, { maxFileBytes: 1024, maxFiles: 10 })).resolves.toEqual({
+    await expect(selectFiles(directoryTree(tree), { maxFileBytes: 1024, maxFiles: 10 })).resolves.toEqual({
       files: [],
       skipped: [],
       skippedCount: { ignored: 0, vendored: 0, generated: 0, binary: 0, 'too-large': 0, symlink: 0, limit: 0 },

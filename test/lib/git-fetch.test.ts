@@ -1,10 +1,11 @@
 import type * as ChildProcessModule from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { fetchGitRepository, GitFetchError, type GitFetchErrorCode, type GitFetchOptions } from '../../lib/git-fetch';
+import { gitTree } from '../../lib/git-tree';
 import { checkRemoteUrl, type CheckedSource } from '../../lib/net-guard';
 import { makeRepository, startCanary, startGitServer, type Canary, type GitServer, type MadeRepository } from '../harness/git-server';
 
@@ -43,6 +44,16 @@ afterAll(async () => {
 
 const nextDest = () => path.join(dir, `dest-${++destCount}`);
 const options = (extra: Partial<GitFetchOptions> = {}): GitFetchOptions => ({ dest: nextDest(), timeoutMs: 30_000, maxBytes: 50 * 1024 * 1024, ...extra });
+
+/** A file of the fetched commit, read from the repository's object store (nothing is checked out). */
+async function fileAt(gitDir: string, commit: string, file: string): Promise<string> {
+  const tree = gitTree(gitDir, commit);
+  try {
+    return (await tree.read({ path: file })).toString('utf8');
+  } finally {
+    await tree.close();
+  }
+}
 const remote = (url: string) => checkRemoteUrl(url, loopback);
 
 async function failure(promise: Promise<unknown>): Promise<GitFetchError> {
@@ -61,24 +72,32 @@ describe('fetchGitRepository over smart HTTP (git http-backend on 127.0.0.1)', (
     const result = await fetchGitRepository(await remote(`${server.url}/app.git`), opts);
     expect(result.commit).toBe(app.commit);
     expect(result.bytes).toBeGreaterThan(0);
-    expect(await readFile(path.join(opts.dest, 'src/index.js'), 'utf8')).toContain('main');
-    expect(await readFile(path.join(opts.dest, '.git/shallow'), 'utf8')).toContain(app.commit);
-    expect(await readdir(path.join(opts.dest, '.git/refs/tags'))).toEqual([]);
+    expect(await fileAt(opts.dest, result.commit, 'src/index.js')).toContain('main');
+    expect(await readFile(path.join(opts.dest, 'shallow'), 'utf8')).toContain(app.commit);
+    expect(await readdir(path.join(opts.dest, 'refs/tags'))).toEqual([]);
     // No hook samples or other template files are copied in.
-    await expect(readdir(path.join(opts.dest, '.git/hooks'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readdir(path.join(opts.dest, 'hooks'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
-  test('checks symlinks out as plain files holding the link text', async () => {
+  test('checks nothing out: the destination is a bare repository, and a symlink is listed as a link that is never read', async () => {
     const opts = options();
-    await fetchGitRepository(await remote(`${server.url}/app.git`), opts);
-    expect((await lstat(path.join(opts.dest, 'passwd-link'))).isSymbolicLink()).toBe(false);
-    expect(await readFile(path.join(opts.dest, 'passwd-link'), 'utf8')).toBe('/etc/passwd');
+    const { commit } = await fetchGitRepository(await remote(`${server.url}/app.git`), opts);
+    expect(await readdir(opts.dest)).not.toEqual(expect.arrayContaining(['src', 'README.md', 'passwd-link']));
+    expect(await readFile(path.join(opts.dest, 'config'), 'utf8')).toMatch(/bare = true/);
+    const tree = gitTree(opts.dest, commit);
+    try {
+      expect(await tree.list('')).toContainEqual({ name: 'passwd-link', type: 'symlink' });
+      expect(await tree.head('passwd-link', 100, 100)).toEqual({ type: 'symlink' });
+      await expect(tree.read({ path: 'passwd-link' })).rejects.toThrow('symbolic link');
+    } finally {
+      await tree.close();
+    }
   });
 
   test('clones a branch and a tag by name', async () => {
     const branch = options({ ref: 'feature' });
     expect((await fetchGitRepository(await remote(`${server.url}/app.git`), branch)).commit).toBe(app.branchCommits.feature);
-    expect(await readFile(path.join(branch.dest, 'src/feature.js'), 'utf8')).toContain('feature');
+    expect(await fileAt(branch.dest, app.branchCommits.feature!, 'src/feature.js')).toContain('feature');
     expect((await fetchGitRepository(await remote(`${server.url}/app.git`), options({ ref: 'v1.0.0' }))).commit).toBe(app.commit);
   });
 
@@ -86,7 +105,7 @@ describe('fetchGitRepository over smart HTTP (git http-backend on 127.0.0.1)', (
     const sha = app.branchCommits.feature!;
     const opts = options({ ref: sha.toUpperCase() });
     expect((await fetchGitRepository(await remote(`${server.url}/app.git`), opts)).commit).toBe(sha);
-    expect(await readFile(path.join(opts.dest, 'src/feature.js'), 'utf8')).toContain('feature');
+    expect(await fileAt(opts.dest, sha, 'src/feature.js')).toContain('feature');
   });
 
   test('connects to the pinned address without resolving the host name again', async () => {
@@ -118,8 +137,15 @@ describe('fetchGitRepository over smart HTTP (git http-backend on 127.0.0.1)', (
     const gitmodules = `[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = ${canary.url}/lib.git\n`;
     await makeRepository(reposRoot, 'with-submodule.git', { '.gitmodules': gitmodules, 'main.js': 'x\n' }, { gitlinks: { 'vendor/lib': app.commit } });
     const opts = options();
-    await fetchGitRepository(await remote(`${server.url}/with-submodule.git`), opts);
-    expect(await readdir(path.join(opts.dest, 'vendor/lib'))).toEqual([]);
+    const { commit } = await fetchGitRepository(await remote(`${server.url}/with-submodule.git`), opts);
+    const tree = gitTree(opts.dest, commit);
+    try {
+      // The submodule is not in the tree at all (nor its directory).
+      expect(await tree.list('')).toEqual(expect.arrayContaining([{ name: '.gitmodules', type: 'file' }, { name: 'main.js', type: 'file' }]));
+      expect(await tree.list('')).toHaveLength(2);
+    } finally {
+      await tree.close();
+    }
     expect(canary.hits()).toBe(0);
   });
 });
@@ -216,6 +242,6 @@ describe('file:// sources', () => {
     expect(source.kind).toBe('file');
     const opts = options();
     expect((await fetchGitRepository(source, opts)).commit).toBe(app.commit);
-    expect(await readFile(path.join(opts.dest, 'README.md'), 'utf8')).toBe('# app\n');
+    expect(await fileAt(opts.dest, app.commit, 'README.md')).toBe('# app\n');
   });
 });

@@ -251,7 +251,7 @@ describe('a git repository scanned through the API', () => {
       filesTotal: shopSelected,
       filesAnalyzed: shopSelected,
       filesCarried: 0,
-      filesSkipped: 2, // node_modules/ and the checkout's .git/, each as one entry
+      filesSkipped: 1, // node_modules/, as one entry (nothing is checked out: no .git/ to skip)
       findings: shopSeverities,
       newIssues: shopFindings.length,
       fixedIssues: 0,
