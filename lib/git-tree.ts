@@ -1,6 +1,5 @@
-import { execFile, spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import type { FileHead, SourceTree, TreeEntry } from './source-tree';
 
 /**
@@ -11,10 +10,7 @@ import type { FileHead, SourceTree, TreeEntry } from './source-tree';
  * are listed as such (never read), submodules not at all (they are not fetched).
  */
 
-const execFileAsync = promisify(execFile);
 const OBJECT_ID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
-/** A listing of a huge tree (a million paths) stays within this. */
-const MAX_LISTING_BYTES = 512 * 1024 * 1024;
 
 interface GitFile {
   objectId: string;
@@ -55,21 +51,17 @@ function decodePath(bytes: Buffer): { path: string; nameIsUtf8: boolean } {
   }
 }
 
-/** Parses `git ls-tree -r -l -z --full-tree`: "<mode> <type> <object> <size>\t<path>\0" per blob or submodule. */
-function parseListing(output: Buffer): Listing {
-  const directories = new Map<string, Map<string, TreeEntry>>([['', new Map()]]);
-  const files = new Map<string, GitFile>();
-  const add = (directory: string, entry: TreeEntry) => directories.get(directory)?.set(entry.name, entry);
-  for (let start = 0; start < output.length; ) {
-    let end = output.indexOf(0, start);
-    if (end < 0) end = output.length;
-    const record = output.subarray(start, end);
-    start = end + 1;
+/** Builds the listing from the records of `git ls-tree -r -l -z --full-tree`: "<mode> <type> <object> <size>\t<path>" per blob or submodule. */
+class ListingBuilder {
+  readonly listing: Listing = { directories: new Map([['', new Map<string, TreeEntry>()]]), files: new Map() };
+
+  add(record: Buffer): void {
     const tab = record.indexOf(9);
-    if (tab < 0) continue;
+    if (tab < 0) return;
     const [mode, type, objectId, size] = record.toString('latin1', 0, tab).trim().split(/\s+/);
     // Submodules (type commit) are not fetched: nothing of them is in the tree.
-    if (type !== 'blob' || objectId === undefined || !OBJECT_ID.test(objectId)) continue;
+    if (type !== 'blob' || objectId === undefined || !OBJECT_ID.test(objectId)) return;
+    const { directories, files } = this.listing;
     const { path, nameIsUtf8 } = decodePath(record.subarray(tab + 1));
     const parts = path.split('/');
     let directory = '';
@@ -77,15 +69,38 @@ function parseListing(output: Buffer): Listing {
       const child = `${directory}${part}/`;
       if (!directories.has(child)) {
         directories.set(child, new Map());
-        add(directory, { name: part, type: 'directory' });
+        directories.get(directory)?.set(part, { name: part, type: 'directory' });
       }
       directory = child;
     }
     const fileType = mode === '120000' ? 'symlink' : 'file';
-    add(directory, { name: parts[parts.length - 1] ?? '', type: fileType });
+    const name = parts[parts.length - 1] ?? '';
+    directories.get(directory)?.set(name, { name, type: fileType });
     files.set(path, { objectId, bytes: Number(size), type: fileType, nameIsUtf8 });
   }
-  return { directories, files };
+}
+
+/** The commit's listing, parsed as git streams it (a tree of 100k files lists about 10 MB). */
+function listTree(gitDir: string, commit: string): Promise<Listing> {
+  const { env, config } = localGit(gitDir);
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', [...config, 'ls-tree', '-r', '-l', '-z', '--full-tree', commit], { cwd: gitDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const builder = new ListingBuilder();
+    let rest = Buffer.alloc(0);
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      const data = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+      let start = 0;
+      for (let end = data.indexOf(0, start); end >= 0; end = data.indexOf(0, start)) {
+        builder.add(data.subarray(start, end));
+        start = end + 1;
+      }
+      rest = Buffer.from(data.subarray(start));
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2000)));
+    child.on('error', (err) => reject(new Error(`git ls-tree could not be started: ${err.message}`)));
+    child.on('close', (code) => (code === 0 ? resolve(builder.listing) : reject(new Error(`git ls-tree failed: ${stderr.trim()}`))));
+  });
 }
 
 interface Waiter {
@@ -192,11 +207,7 @@ export function gitTree(gitDir: string, commit: string): SourceTree {
   let listing: Promise<Listing> | undefined;
   let reader: ObjectReader | undefined;
   const listed = () => {
-    listing ??= (async () => {
-      const { env, config } = localGit(gitDir);
-      const { stdout } = await execFileAsync('git', [...config, 'ls-tree', '-r', '-l', '-z', '--full-tree', commit], { cwd: gitDir, env, encoding: 'buffer', maxBuffer: MAX_LISTING_BYTES });
-      return parseListing(stdout);
-    })();
+    listing ??= listTree(gitDir, commit);
     return listing;
   };
   const objects = () => (reader ??= new ObjectReader(gitDir));
