@@ -3,7 +3,7 @@ import { Op, QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { Project, Scan, ScanFile, severities, type CodeContext, type IssueSeverity, type ScanWarning } from '../../db';
 import { analyzeSource, issueFingerprint, rules, type Finding } from '../../lib/analyzers';
 import type { Config } from '../../lib/config';
-import { selectFiles, type Language, type SelectedFile } from '../../lib/file-selection';
+import { selectFiles, type Language, type SelectedFile, type Selection } from '../../lib/file-selection';
 import { inOrder } from '../../lib/in-order';
 import type { SourceTree } from '../../lib/source-tree';
 import { ensureWorkspace, removeWorkspace, type WorkspaceDeps } from './workspace';
@@ -137,7 +137,7 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   const settings = scanSettingsOf(project.settings);
   const analysisDigest = analysisDigestOf(settings);
   const base = scan.mode === 'incremental' ? await baseScanOf(scan, analysisDigest) : null;
-  let selection;
+  let selection: Selection;
   let hashes: string[];
   try {
     selection = await selectFiles(tree, { maxFileBytes: deps.config.SCAN_MAX_FILE_BYTES, maxFiles: deps.config.SCAN_MAX_FILES, ignorePatterns: settings.ignore });
