@@ -1,14 +1,9 @@
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { createApp } from '../../api/app';
-import { createBlobStore, type BlobStore } from '../../lib/blob-store';
+import { listenApi } from '../../api/listen';
+import type { BlobStore } from '../../lib/blob-store';
 import { createLogger } from '../../lib/logger';
-import { createMailer } from '../../lib/mailer';
-import { connectTemporal } from '../../lib/temporal';
-import { createVectorStore, type VectorStore } from '../../lib/vector-store';
-import { listenForJobEvents } from '../../services/job-event-stream';
+import type { VectorStore } from '../../lib/vector-store';
 import { runEntry, type RunningEntry } from '../../test/harness/processes';
 import { withBenchDatabase, type BenchServices } from './index';
 import { apiAt, type Api } from './api';
@@ -43,17 +38,9 @@ const password = 'correct horse battery staple 42!';
 /** Runs `bench` against the whole platform on `env` (Temporal's address among it), stopped and removed afterwards. */
 export async function withBenchPlatform<T>(env: Record<string, string>, bench: (platform: BenchPlatform) => Promise<T>): Promise<T> {
   return withBenchDatabase(env, async (services) => {
-    const { dir, config, sequelize } = services;
-    const logger = createLogger({ level: 'silent' });
-    const temporal = await connectTemporal(config);
-    const mailer = createMailer({ from: config.MAIL_FROM, dir: path.join(dir, 'mail') });
-    const jobEvents = await listenForJobEvents(config, logger);
-    const blobs = createBlobStore(config);
-    const vectors = createVectorStore(config);
-    const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
-    const server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
+    const { config, sequelize } = services;
+    const api = await listenApi(config, { sequelize, logger: createLogger({ level: 'silent' }), host: '127.0.0.1', port: 0 });
+    const { temporal, blobs, vectors, server } = api;
     const worker = runEntry('workers/main.ts', { ...env, DATABASE_URL: config.DATABASE_URL, AUDITFLOW_DATA_DIR: config.AUDITFLOW_DATA_DIR, LOG_LEVEL: 'info' });
     try {
       await worker.waitFor(/"msg":"worker started"/, 120_000);
@@ -76,11 +63,7 @@ export async function withBenchPlatform<T>(env: Record<string, string>, bench: (
       return await bench({ ...services, temporal, blobs, vectors, api, tenantId, registerTenant, worker, pid, startupPeak, peakReset });
     } finally {
       await stopWorker(worker);
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      mailer.close();
-      await jobEvents.close();
-      await temporal.connection.close();
-      await vectors.close();
+      await api.close();
     }
   });
 }

@@ -3,16 +3,14 @@ import type { Server } from 'node:http';
 import request from 'supertest';
 import type { Client } from '@temporalio/client';
 import type { Sequelize } from 'sequelize';
-import { createApp } from '../../api/app';
+import type { createApp } from '../../api/app';
+import { listenApi } from '../../api/listen';
 import { createDatabase } from '../../db';
-import { createBlobStore, type BlobStore } from '../../lib/blob-store';
+import type { BlobStore } from '../../lib/blob-store';
 import { loadConfig, type Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
-import { createMailer } from '../../lib/mailer';
-import { createVectorStore, type VectorStore } from '../../lib/vector-store';
+import type { VectorStore } from '../../lib/vector-store';
 import type { PgListener } from '../../lib/pg-listener';
-import { connectTemporal } from '../../lib/temporal';
-import { listenForJobEvents } from '../../services/job-event-stream';
 import { startMailbox, type Mailbox } from './mailbox';
 import { responseValidator } from './openapi-validator';
 
@@ -64,16 +62,8 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
   const config = loadConfig({ ...process.env, SMTP_URL: mailbox.url, TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...env });
   const logger = createLogger({ level: config.LOG_LEVEL }, opts.logTo);
   const sequelize = createDatabase(config);
-  const temporal = await connectTemporal(config);
-  const mailer = createMailer({ smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dir: `${config.AUDITFLOW_DATA_DIR}/mail` });
-  const jobEvents = await listenForJobEvents(config, logger);
-  const blobs = createBlobStore(config);
-  const vectors = createVectorStore(config);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
-  // Listening before the first request: supertest would otherwise open and close a server per call.
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
+  const api = await listenApi(config, { sequelize, logger, host: '127.0.0.1', port: 0 });
+  const { app, server } = api;
   const validate = responseValidator(app.openapi);
   const agent = () => request(server);
 
@@ -89,11 +79,11 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
   return {
     config,
     sequelize,
-    temporal,
+    temporal: api.temporal,
     mailbox,
-    jobEvents,
-    blobs,
-    vectors,
+    jobEvents: api.jobEvents,
+    blobs: api.blobs,
+    vectors: api.vectors,
     app,
     server,
     openapi: app.openapi,
@@ -104,13 +94,9 @@ export async function startTestApp(env: Record<string, string> = {}, opts: { log
     delete: (path, opts) => call('delete', path, undefined, opts),
     raw: agent,
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      mailer.close();
-      await jobEvents.close();
+      await api.close();
       await mailbox.close();
-      await temporal.connection.close();
       await sequelize.close();
-      await vectors.close();
     },
   };
 }
