@@ -101,6 +101,7 @@ export const configSchema = z
     INGEST_MAX_DOCUMENT_BYTES: int(1024, 1024 * 1024 * 1024).default(50 * 1024 * 1024),
     INGEST_MAX_DOCUMENTS: int(1, 1_000_000).default(5000),
     INGEST_BATCH_MAX_BYTES: int(1024, 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    INGEST_FETCH_TIMEOUT_SECONDS: int(1, 3600).default(120),
     CHUNK_TARGET_TOKENS: int(32, 8192).default(400),
     CHUNK_OVERLAP_TOKENS: int(0, 2048).default(60),
     PARSER_TIMEOUT_SECONDS: int(1, 3600).default(60),

@@ -37,6 +37,7 @@ export type IngestionConfig = Pick<
   | 'INGEST_MAX_DOCUMENT_BYTES'
   | 'INGEST_MAX_DOCUMENTS'
   | 'INGEST_BATCH_MAX_BYTES'
+  | 'INGEST_FETCH_TIMEOUT_SECONDS'
   | 'CHUNK_TARGET_TOKENS'
   | 'CHUNK_OVERLAP_TOKENS'
   | 'PARSER_TIMEOUT_SECONDS'
@@ -56,8 +57,6 @@ export interface IngestionDeps {
 /** The embedding step also needs the LLM gateway. */
 export type IngestionLlmDeps = IngestionDeps & LlmDeps & { config: IngestionConfig & LlmDeps['config'] };
 
-/** How long fetching one document may take, redirects included. */
-const FETCH_TIMEOUT_MS = 120_000;
 /**
  * Points per vector-store write: a batch's versions go in one write, as every write costs a
  * commit (LanceDB: 200 documents of 16 points, 5.1 s written one document at a time, 0.65 s
@@ -428,7 +427,7 @@ export async function fetchIngestionBatch(deps: IngestionDeps, jobId: string, bl
     context.signal?.throwIfAborted();
     if (item.sourceType === 'url' && item.blobKey === null) {
       try {
-        const fetched = await fetchDocument(item.url ?? item.name, { allowedHosts: deps.config.INGEST_ALLOWED_HOSTS, maxBytes: deps.config.INGEST_MAX_DOCUMENT_BYTES, timeoutMs: FETCH_TIMEOUT_MS }, context.signal);
+        const fetched = await fetchDocument(item.url ?? item.name, { allowedHosts: deps.config.INGEST_ALLOWED_HOSTS, maxBytes: deps.config.INGEST_MAX_DOCUMENT_BYTES, timeoutMs: deps.config.INGEST_FETCH_TIMEOUT_SECONDS * 1000 }, context.signal);
         const format = formatOf(fetched.url, fetched.mediaType ?? undefined) ?? formatOf(item.name, fetched.mediaType ?? undefined);
         if (format === null) {
           failures.push({ item, error: `${item.name} is of a type we cannot parse (${fetched.mediaType ?? 'no Content-Type'}).` });

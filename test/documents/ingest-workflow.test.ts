@@ -36,11 +36,13 @@ beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'ingest-workflow-'));
   // Small chunks, so documents have several and replacing a version is worth counting.
   // Batches of at most 4 KiB of documents, so a test can fill one; the other tests' batches stay well under it.
-  suite = await startJobsSuite('ingest', { env: { INGEST_ALLOWED_HOSTS: '127.0.0.1', CHUNK_TARGET_TOKENS: '48', CHUNK_OVERLAP_TOKENS: '8', INGEST_BATCH_MAX_BYTES: '4096' } });
+  suite = await startJobsSuite('ingest', { env: { INGEST_ALLOWED_HOSTS: '127.0.0.1', CHUNK_TARGET_TOKENS: '48', CHUNK_OVERLAP_TOKENS: '8', INGEST_BATCH_MAX_BYTES: '4096', INGEST_FETCH_TIMEOUT_SECONDS: '1' } });
   llmWorker = await createTestLlmWorker(suite.t);
   llmWorkerRun = llmWorker.worker.run();
   web = createServer((req, res) => {
     requested.push(req.url ?? '');
+    // Never answered: the worker's fetch gives up after INGEST_FETCH_TIMEOUT_SECONDS.
+    if (req.url === '/never.md') return;
     const page = pages.get(req.url ?? '');
     if (!page) {
       res.writeHead(404).end('not here');
@@ -55,6 +57,7 @@ afterAll(async () => {
   llmWorker?.worker.shutdown();
   await llmWorkerRun;
   await llmWorker?.connection.close();
+  web?.closeAllConnections();
   await new Promise((resolve) => web?.close(resolve));
   await suite?.stop();
   await rm(scratch, { recursive: true, force: true });
@@ -203,16 +206,19 @@ describe('ingesting documents', () => {
     expect(removedChunks[0]).toHaveLength(0);
   });
 
-  test('URLs are fetched by the worker from an allowlisted host; a sync of the URL list removes the URLs it no longer names', async () => {
+  test('URLs are fetched by the worker from an allowlisted host (one that does not answer in time fails alone); a sync of the URL list removes the URLs it no longer names', async () => {
     const project = await createProject(t(), token(), 'ingest-urls');
     pages.set('/guide.md', { body: guide('served'), type: 'text/markdown' });
     pages.set('/docs/', { body: '<html><body><h1>Docs</h1><p>Served as HTML.</p></body></html>', type: 'text/html; charset=utf-8' });
-    const urls = [`${webUrl}/guide.md`, `${webUrl}/docs/`, `${webUrl}/missing.md`];
+    const urls = [`${webUrl}/guide.md`, `${webUrl}/docs/`, `${webUrl}/missing.md`, `${webUrl}/never.md`];
     const res = await t().post(`/api/v1/projects/${project.id}/documents`, { urls }, { token: token() });
     const job = await finished(res);
-    expect(job.counters).toMatchObject({ documentsTotal: 3, documentsStored: 2, documentsFailed: 1 });
+    expect(job.counters).toMatchObject({ documentsTotal: 4, documentsStored: 2, documentsFailed: 2 });
     const { failed } = (await finalEventData(job.id)) as { failed: Array<{ sourceKey: string; error: string }> };
-    expect(failed).toEqual([{ sourceKey: `${webUrl}/missing.md`, name: `${webUrl}/missing.md`, error: expect.stringContaining('HTTP 404') }]);
+    expect(failed).toEqual([
+      { sourceKey: `${webUrl}/missing.md`, name: `${webUrl}/missing.md`, error: expect.stringContaining('HTTP 404') },
+      { sourceKey: `${webUrl}/never.md`, name: `${webUrl}/never.md`, error: `${webUrl}/never.md did not answer within 1000 ms.` },
+    ]);
     // A document that could not be fetched never got a row.
     expect(Object.values(await storedDocuments(t(), tenantId(), project.id)).map((d) => [d.sourceKey, d.origin, d.status])).toEqual([
       [`${webUrl}/docs/`, 'urls', 'stored'],
