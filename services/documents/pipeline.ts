@@ -8,7 +8,7 @@ import { formatOf, type DocumentFormat } from '../../lib/documents/formats';
 import { DocumentParseError, parseDocument, type ParsedDocument } from '../../lib/documents/parse';
 import { UnsafeSourceError } from '../../lib/net-guard';
 import type { VectorCollection, VectorPoint, VectorStore } from '../../lib/vector-store';
-import { effectiveLlmSettings, embedTexts, type LlmCall, type LlmConfig, type LlmDeps } from '../llm';
+import { effectiveLlmSettings, embedTexts, holdLlmSettings, type LlmCall, type LlmConfig, type LlmDeps } from '../llm';
 import type { StepContext } from '../scans/pipeline';
 import { DocumentFetchError, fetchDocument } from './fetch';
 import { chunkId } from './identity';
@@ -616,7 +616,9 @@ export async function storeIngestionBatch(deps: IngestionStoreDeps, jobId: strin
   const ids = collection ? await storeVectors(deps.vectors, collection, storable.map((item) => ({ version: versionOf(item), points: points.get(item.documentId ?? '') ?? [] }))) : [];
 
   const { current, moved, published } = await deps.sequelize.transaction(async (transaction) => {
-    // Read again just before publishing: a reindex started by a change since then would never move these versions.
+    // Read again just before publishing, and held until this commits: a reindex started by a change
+    // since then would never move these versions, and a change now waits for them to be published.
+    await holdLlmSettings(deps.sequelize, tenantId, transaction);
     const now = await tenantEmbeddingModel(deps.config, tenantId);
     // Only from `embedded`, rows locked: a cancellation's cleanup either ran first (nothing is published) or waits for this commit.
     const moved = await deps.sequelize.query<{ seq: number }>(

@@ -1,4 +1,4 @@
-import type { Sequelize } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import { LlmSettings, Secret } from '../../db';
 import type { Config } from '../../lib/config';
 import { AppError } from '../../lib/errors';
@@ -180,6 +180,19 @@ async function checkProvider(tenantId: string, path: ProviderRole, s: ProviderSe
   }
 }
 
+/** The advisory lock (a hashtext key) that orders changes of a tenant's settings with work that must commit under the settings it read. */
+export const llmSettingsLock = (tenantId: string) => `llm-settings:${tenantId}`;
+
+/**
+ * Holds the tenant's settings still until `transaction` ends: a change waits for it, and it
+ * waits for a change being committed. Publishing documents embedded with the current model takes
+ * it, so a change of model (whose reindex moves the documents published before it) never slips
+ * in between reading the model and publishing.
+ */
+export async function holdLlmSettings(sequelize: Sequelize, tenantId: string, transaction: Transaction): Promise<void> {
+  await sequelize.query('SELECT pg_advisory_xact_lock_shared(hashtext(:lock))', { replacements: { lock: llmSettingsLock(tenantId) }, transaction });
+}
+
 /** Replaces the tenant's settings (keys left out fall back to the environment's defaults); audited. */
 export async function updateLlmSettings(
   deps: { sequelize: Sequelize; config: LlmConfig },
@@ -199,6 +212,8 @@ export async function updateLlmSettings(
     }
   }
   await deps.sequelize.transaction(async (transaction) => {
+    // Waits for work holding the settings (holdLlmSettings) to commit under the old ones.
+    await deps.sequelize.query('SELECT pg_advisory_xact_lock(hashtext(:lock))', { replacements: { lock: llmSettingsLock(tenantId) }, transaction });
     await LlmSettings.upsert({ tenantId, settings, updatedBy }, { transaction });
     // The settings hold references only, never a key, so they can be audited whole.
     await audit.record({ action: 'llm.settings.update', resourceType: 'llm_settings', resourceId: tenantId, details: { settings } }, transaction);

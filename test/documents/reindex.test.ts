@@ -4,7 +4,7 @@ import type { VectorCollection } from '../../lib/vector-store';
 import { AuditScope } from '../../services/audit';
 import { embeddingInputOf } from '../../services/documents/pipeline';
 import { reindexBatch, resolveReindexTarget, startReindex } from '../../services/documents/reindex';
-import { updateLlmSettings } from '../../services/llm';
+import { holdLlmSettings, updateLlmSettings } from '../../services/llm';
 import { ingestInProcess } from '../../bench/harness/ingest-loop';
 import { registerTenant, type Member } from '../harness';
 import { standInEmbedding, startLlmStandIn, type LlmStandIn } from '../harness/llm-stand-in';
@@ -133,6 +133,39 @@ describe('PUT /llm/settings with a new embedding model', () => {
     expect(await t().vectors.count(standInModel, { tenantId: owner.tenantId })).toBe(0);
     await expectVectorsWhereDocumentsSay(owner.tenantId, standInModel);
     expect(await Job.count({ where: { tenantId: owner.tenantId, kind: 'reindexDocuments' } })).toBe(2);
+  });
+
+  test('waits while documents are being published under the settings of now, so the reindex it starts cannot miss them', async () => {
+    const owner = await registerTenant(t(), 'reindex-ordered');
+    const body = await standInSettings(owner);
+    // Storing's publishing transaction holds the settings still until it commits.
+    let publish!: () => void;
+    const published = new Promise<void>((resolve) => (publish = resolve));
+    let publisherPid = 0;
+    const publishing = t().sequelize.transaction(async (transaction) => {
+      await holdLlmSettings(t().sequelize, owner.tenantId, transaction);
+      const [row] = await t().sequelize.query<{ pid: number }>('SELECT pg_backend_pid() AS pid', { transaction, type: QueryTypes.SELECT });
+      publisherPid = row?.pid ?? -1;
+      await published;
+    });
+    let answered = false;
+    try {
+      await waitUntil('the publishing transaction holds the settings', () => Promise.resolve(publisherPid !== 0));
+      const put = t()
+        .put('/api/v1/llm/settings', body, { token: owner.accessToken })
+        .then((res) => {
+          answered = true;
+          return res;
+        });
+      await waitUntil('the settings change waits for the publishing to commit', async () => (await backendsBlockedBy(t().sequelize, publisherPid)) > 0);
+      expect(answered).toBe(false);
+      publish();
+      await publishing;
+      expect((await put).status).toBe(200);
+    } finally {
+      publish();
+      await publishing;
+    }
   });
 
   test('a tenant without stored documents gets no job', async () => {
