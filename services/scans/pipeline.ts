@@ -137,28 +137,34 @@ async function prepareScanSteps(deps: ScanDeps, scanId: string, batchSize: numbe
   const settings = scanSettingsOf(project.settings);
   const analysisDigest = analysisDigestOf(settings);
   const base = scan.mode === 'incremental' ? await baseScanOf(scan, analysisDigest) : null;
+  const baseFiles = new Map<string, { contentHash: string; objectId: string | null }>();
+  if (base) {
+    for (const f of await ScanFile.findAll({ where: { scanId: base.id, state: ['analyzed', 'carried'] }, attributes: ['path', 'contentHash', 'objectId'] })) {
+      baseFiles.set(f.path, { contentHash: f.contentHash, objectId: f.objectId });
+    }
+  }
+  // A file both scans read from git with the same blob id has the same bytes: no need to read it.
+  const sameBlob = (file: SelectedFile) => file.objectId !== undefined && baseFiles.get(file.path)?.objectId === file.objectId;
   let selection: Selection;
-  let hashes: string[];
+  const hashes = new Map<string, string>();
   try {
     selection = await selectFiles(tree, { maxFileBytes: deps.config.SCAN_MAX_FILE_BYTES, maxFiles: deps.config.SCAN_MAX_FILES, ignorePatterns: settings.ignore });
     context.heartbeat?.({ stage: 'selected', files: selection.files.length });
     // Hashes are needed now only to compare with a base scan. Without one, every file is analyzed
     // and its batch records the hash of the bytes it reads anyway (a second read of the whole
     // tree here cost as much as a tenth of a large scan). A file that cannot be read is hashed as ''.
-    hashes = base ? await hashFiles(tree, selection.files, context) : [];
+    const toHash = base ? selection.files.filter((file) => !sameBlob(file)) : [];
+    (await hashFiles(tree, toHash, context)).forEach((hash, i) => hashes.set(toHash[i]?.path ?? '', hash));
   } finally {
     await tree.close();
   }
 
-  const baseHashes = new Map<string, string>();
-  if (base) {
-    for (const f of await ScanFile.findAll({ where: { scanId: base.id, state: ['analyzed', 'carried'] }, attributes: ['path', 'contentHash'] })) baseHashes.set(f.path, f.contentHash);
-  }
   const rows: Array<{ seq: number; path: string; language: string; bytes: number; objectId: string | null; contentHash: string; state: 'pending' | 'carried'; batch: number | null }> = [];
   let pending = 0;
   for (const [seq, file] of selection.files.entries()) {
-    const contentHash = hashes[seq] ?? '';
-    const carried = baseHashes.get(file.path) === contentHash;
+    const baseFile = baseFiles.get(file.path);
+    const contentHash = sameBlob(file) ? (baseFile?.contentHash ?? '') : (hashes.get(file.path) ?? '');
+    const carried = baseFile?.contentHash === contentHash;
     rows.push({
       seq,
       path: file.path,
