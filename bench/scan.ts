@@ -57,6 +57,7 @@ interface ScanView {
   filesTotal: number;
   filesAnalyzed: number;
   filesSkipped: number;
+  filesCarried: number;
   findings: Record<string, number>;
   warnings: unknown[];
   durationMs: number | null;
@@ -180,10 +181,21 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
     const listed = await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`);
     const scan = await api.call<ScanView>('GET', `/scans/${listed.items[0]?.id ?? ''}`);
     const timeline = await workflowTimeline(temporal, job.workflowId);
-    // The worker deletes the scan's tree after the job ends (a detached rm): the baseline starts once it is gone, not slowed by it.
-    while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
-    // Nor by the writeback of what the scan wrote.
-    await execFileAsync('sync');
+    // The worker deletes the scan's tree after the job ends (a detached rm): what follows starts once it is gone, not slowed by it.
+    const treesRemoved = async () => {
+      while (existsSync(workspaces) && readdirSync(workspaces).length > 0) await new Promise((r) => setTimeout(r, 100));
+      // Nor by the writeback of what the scan wrote.
+      await execFileAsync('sync');
+    };
+    await treesRemoved();
+
+    // An incremental scan of the same commit: every file unchanged, so carried, none read to plan.
+    const incrementalStarted = performance.now();
+    const incrementalJob = await jobEnd(api, await api.call<JobView>('POST', `/projects/${project.id}/scans`, { source: { type: 'git', url: corpus.url }, mode: 'incremental' }));
+    const incrementalMs = performance.now() - incrementalStarted;
+    if (incrementalJob.status !== 'completed') throw new Error(`the incremental scan ended ${incrementalJob.status}: ${incrementalJob.error?.message ?? ''}`);
+    const incremental = await api.call<ScanView>('GET', `/scans/${(await api.call<{ items: ScanView[] }>('GET', `/projects/${project.id}/scans`)).items[0]?.id ?? ''}`);
+    await treesRemoved();
 
     // The baseline, over the same tree (the corpus's working tree), into the other project.
     const baselineRow = await Scan.create({
@@ -244,6 +256,9 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
     );
     phase('finalize', finalize.runMs, '(fixed issues marked, summary written, the tree renamed away)');
     phase('the rest', endToEndMs - prepare.runMs - analysisMs - finalize.runMs, '(the request, workflow start, job updates, waits between steps, polling the job)');
+    console.log(
+      `incremental re-scan of the same commit: ${seconds(incrementalMs)} end to end, ${thousands(incremental.filesCarried)} files carried, ${thousands(incremental.filesAnalyzed)} analyzed (${(incrementalMs / endToEndMs).toFixed(2)}× the full scan's time)`,
+    );
     console.log(`baseline loop: ${seconds(baseline.ms)}, ${perSecond(baseline.files, baseline.ms)}`);
     phase('select', baseline.selectMs, '');
     phase('read + analyze', baseline.analyzeMs, '');
@@ -259,6 +274,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
         `sampled peaks: prepareScan ${mb(peakIn(prepare.from, prepare.to))}, analysis ${mb(peakIn(batches.from, batches.to))}, finalizeScan ${mb(peakIn(finalize.from, finalize.to))}`,
     );
     if (!sameIssues || baseline.files !== scan.filesAnalyzed) throw new Error('the scan and the baseline disagree: see above');
+    if (incremental.filesCarried !== scan.filesAnalyzed) throw new Error('the incremental scan of the same commit did not carry every file forward');
   });
 }
 
