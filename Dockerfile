@@ -38,6 +38,11 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 WORKDIR /app
 ENV NODE_ENV=production
+# The worker fetches repositories with git (and reads them with ls-tree / cat-file); the slim
+# image has neither git nor the CA certificates its https transport needs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY package.json ./
 # dist/workflows stays in the image: the worker bundles the workflow code from
