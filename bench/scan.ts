@@ -216,6 +216,7 @@ async function run(corpus: Corpus, reposRoot: string, temporalAddress: string): 
       dest: path.join(fetchDest, 'tree'),
       timeoutMs: 3_600_000,
       maxBytes: config.SCAN_MAX_REPOSITORY_BYTES,
+      maxEntries: config.SCAN_MAX_TREE_ENTRIES,
     });
     const fetchMs = performance.now() - fetchStarted;
     await execFileAsync('sync'); // the fetch's writeback is not the plain clone's

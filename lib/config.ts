@@ -111,6 +111,7 @@ export const configSchema = z
     SCAN_FILE_ROOTS: list.default([]),
     SCAN_FETCH_TIMEOUT_SECONDS: int(5, 3600).default(300),
     SCAN_MAX_REPOSITORY_BYTES: int(1024 * 1024, 50 * 1024 * 1024 * 1024).default(1024 * 1024 * 1024),
+    SCAN_MAX_TREE_ENTRIES: int(1, 10_000_000).default(500_000),
     SCAN_MAX_FILE_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
     SCAN_MAX_FILES: int(1, 10_000_000).default(200_000),
     SCAN_LLM_MAX_FILES: int(0, 100_000).default(200),

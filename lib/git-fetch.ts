@@ -45,6 +45,8 @@ export interface GitFetchOptions {
   timeoutMs: number;
   /** Cap on the repository's size: its objects on disk and the files of the commit's tree. */
   maxBytes: number;
+  /** Cap on the files (and links) of the commit's tree, whose listing a scan holds in memory. */
+  maxEntries: number;
   signal?: AbortSignal;
 }
 
@@ -90,7 +92,11 @@ export async function fetchGitRepository(source: CheckedSource, options: GitFetc
     }
     const commit = (await run(['rev-parse', '--verify', `${target}^{commit}`], dest)).trim();
     // The files' sizes come from the tree (its blob sizes): what a scan may read, though never written out.
-    const bytes = (await directorySize(dest)) + sumBlobSizes(await run(['ls-tree', '-r', '-l', '--full-tree', '-z', commit], dest));
+    const tree = blobsOf(await run(['ls-tree', '-r', '-l', '--full-tree', '-z', commit], dest));
+    if (tree.entries > options.maxEntries) {
+      throw new GitFetchError('too-large', `The repository's tree holds ${tree.entries} files, more than the ${options.maxEntries} allowed (SCAN_MAX_TREE_ENTRIES).`);
+    }
+    const bytes = (await directorySize(dest)) + tree.bytes;
     if (bytes > options.maxBytes) throw tooLarge(options.maxBytes);
     return { commit, bytes };
   } finally {
@@ -98,15 +104,19 @@ export async function fetchGitRepository(source: CheckedSource, options: GitFetc
   }
 }
 
-/** The total size of the blobs `git ls-tree -r -l -z` lists (submodule links have no size). */
-function sumBlobSizes(listing: string): number {
-  let total = 0;
+/** How many blobs `git ls-tree -r -l -z` lists, and their total size (submodule links have none). */
+function blobsOf(listing: string): { entries: number; bytes: number } {
+  let entries = 0;
+  let bytes = 0;
   for (const entry of listing.split('\0')) {
     // "<mode> <type> <object> <size>\t<path>"
     const size = entry.split('\t', 1)[0]?.trim().split(/\s+/)[3];
-    if (size !== undefined && /^\d+$/.test(size)) total += Number(size);
+    if (size !== undefined && /^\d+$/.test(size)) {
+      entries += 1;
+      bytes += Number(size);
+    }
   }
-  return total;
+  return { entries, bytes };
 }
 
 /**

@@ -27,6 +27,7 @@ export type WorkspaceConfig = Pick<
   | 'SCAN_FILE_ROOTS'
   | 'SCAN_FETCH_TIMEOUT_SECONDS'
   | 'SCAN_MAX_REPOSITORY_BYTES'
+  | 'SCAN_MAX_TREE_ENTRIES'
   | 'ZIP_MAX_ENTRIES'
   | 'ZIP_MAX_INFLATED_BYTES'
   | 'ZIP_MAX_COMPRESSION_RATIO'
@@ -103,6 +104,7 @@ export async function ensureWorkspace(deps: WorkspaceDeps, scan: Scan, context: 
       tokenScheme: remote.tokenScheme,
       timeoutMs: deps.config.SCAN_FETCH_TIMEOUT_SECONDS * 1000,
       maxBytes: deps.config.SCAN_MAX_REPOSITORY_BYTES,
+      maxEntries: deps.config.SCAN_MAX_TREE_ENTRIES,
       signal,
     });
     commit = fetched.commit;

@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 const nextDest = () => path.join(dir, `dest-${++destCount}`);
-const options = (extra: Partial<GitFetchOptions> = {}): GitFetchOptions => ({ dest: nextDest(), timeoutMs: 30_000, maxBytes: 50 * 1024 * 1024, ...extra });
+const options = (extra: Partial<GitFetchOptions> = {}): GitFetchOptions => ({ dest: nextDest(), timeoutMs: 30_000, maxBytes: 50 * 1024 * 1024, maxEntries: 1000, ...extra });
 
 /** A file of the fetched commit, read from the repository's object store (nothing is checked out). */
 async function fileAt(gitDir: string, commit: string, file: string): Promise<string> {
@@ -210,6 +210,14 @@ describe('limits', () => {
     await makeRepository(reposRoot, 'big.git', { 'blob.bin': randomBytes(3 * 1024 * 1024).toString('base64') });
     const error = await failure(fetchGitRepository(await remote(`${server.url}/big.git`), options({ maxBytes: 1024 * 1024 })));
     expect(error.code).toBe('too-large');
+  });
+
+  test('a tree with more files than the cap fails with too-large, naming the limit', async () => {
+    await makeRepository(reposRoot, 'many.git', Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`f${i}.txt`, `${i}\n`])));
+    const error = await failure(fetchGitRepository(await remote(`${server.url}/many.git`), options({ maxEntries: 4 })));
+    expect(error.code).toBe('too-large');
+    expect(error.message).toContain('holds 5 files, more than the 4 allowed (SCAN_MAX_TREE_ENTRIES)');
+    expect((await fetchGitRepository(await remote(`${server.url}/many.git`), options({ maxEntries: 5 }))).commit).toMatch(/^[0-9a-f]{40}$/);
   });
 
   test('a server that never answers fails with timeout', async () => {
