@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { Issue, Scan, ScanFile } from '../../db';
 import { analyzeSource, issueFingerprint } from '../../lib/analyzers';
 import { AuditScope } from '../../services/audit';
 import { startScan, type ScanRequest } from '../../services/scans';
-import { workspaceDir } from '../../services/scans/workspace';
+import { ensureWorkspace, removeWorkspace, workspaceDir } from '../../services/scans/workspace';
 import type { ScanProgress } from '../../workflows/definitions';
 import type { TestResponse } from '../harness';
 import { makeRepository, startCanary, startGitServer, type GitServer } from '../harness/git-server';
@@ -307,6 +307,36 @@ describe('a git repository scanned through the API', () => {
     // The warning names the file, not where the worker keeps its trees.
     expect(scan.warnings[0].message).not.toContain(suite.t.config.AUDITFLOW_DATA_DIR);
     expect(described(await issuesOf(project.id))).toEqual(['good.js:1 js-eval high']);
+  });
+});
+
+describe('the scan’s tree on a worker', () => {
+  test('steps that start at once on a worker without it share one fetch, and each reads the whole tree', async () => {
+    const name = `concurrent-${randomUUID()}`;
+    await makeRepository(reposRoot, `${name}.git`, shopFiles);
+    const project = await createProject(suite.t, token(), 'scan-concurrent-fetch');
+    const scan = await Scan.create({
+      id: randomUUID(),
+      tenantId: suite.admin.tenantId,
+      projectId: project.id,
+      jobId: null,
+      source: { type: 'git', url: `${git.url}/${name}.git` },
+      mode: 'full',
+      baseScanId: null,
+    });
+    const clones = () => git.requests.filter((r) => r.startsWith(`GET /${name}.git/info/refs`)).length;
+    const fetched = await Promise.all(Array.from({ length: 4 }, () => ensureWorkspace(deps(), scan, {})));
+    try {
+      expect(clones()).toBe(1);
+      expect(new Set(fetched.map((f) => f.commitSha)).size).toBe(1);
+      for (const { tree } of fetched) expect((await tree.read({ path: 'src/app.js' })).toString('utf8')).toBe(shopFiles['src/app.js']);
+      // Only the finished tree is there: nothing half-made beside it.
+      expect(readdirSync(path.dirname(workspaceDir(suite.t.config, scan.id))).filter((entry) => entry.includes(scan.id))).toEqual([scan.id]);
+    } finally {
+      for (const { tree } of fetched) await tree.close();
+      await removeWorkspace(suite.t.config, scan.id);
+    }
+    expect(existsSync(workspaceDir(suite.t.config, scan.id))).toBe(false);
   });
 });
 
