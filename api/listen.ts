@@ -28,19 +28,13 @@ export async function listenApi(config: Config, deps: { sequelize: Sequelize; lo
   const jobEvents = await listenForJobEvents(config, logger);
   const blobs = createBlobStore(config);
   const vectors = createVectorStore(config);
-  const app = createApp({ config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors });
+  const appDeps: AppDeps = { config, sequelize, temporal, logger, mailer, jobEvents, blobs, vectors };
+  const app = createApp(appDeps);
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(deps.port, deps.host, () => resolve(s));
   });
   return {
-    config,
-    sequelize,
-    temporal,
-    logger,
-    mailer,
-    jobEvents,
-    blobs,
-    vectors,
+    ...appDeps,
     app,
     server,
     async close() {

@@ -181,7 +181,7 @@ async function checkProvider(tenantId: string, path: ProviderRole, s: ProviderSe
 }
 
 /** The advisory lock (a hashtext key) that orders changes of a tenant's settings with work that must commit under the settings it read. */
-export const llmSettingsLock = (tenantId: string) => `llm-settings:${tenantId}`;
+const llmSettingsLock = (tenantId: string) => `llm-settings:${tenantId}`;
 
 /**
  * Holds the tenant's settings still until `transaction` ends: a change waits for it, and it

@@ -389,7 +389,6 @@ async function analyzeScanBatchSteps(deps: ScanDeps, scanId: string, batch: numb
   }
   try {
     await deps.sequelize.transaction(async (transaction) => {
-  // contentHash: of the bytes analyzed, null when they could not be read (the recorded hash stays).
       await upsertIssues(deps.sequelize, scan, issues, transaction);
       if (outcomes.length > 0) {
         // Positional replacements throughout: Sequelize does not mix them with named ones.
